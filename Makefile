@@ -1,0 +1,49 @@
+# collab: `make run` serves the app, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FRONTEND_SOURCES := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
+
+.PHONY: run test lint bench frontend clean
+
+run: $(VENV)/.installed collab/static/index.html
+	$(BIN)/collab migrate
+	$(BIN)/collab serve
+
+test: $(VENV)/.installed-dev collab/static/index.html bench/node_modules/.package-lock.json
+	bash .ci/system-deps
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check collab tests migrations bench
+	$(BIN)/ruff format --check collab tests migrations bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed collab/static/index.html bench/node_modules/.package-lock.json
+	bash bench/run
+
+frontend: collab/static/index.html
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+
+collab/static/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+
+bench/node_modules/.package-lock.json: bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+
+clean:
+	rm -rf $(VENV) frontend/node_modules bench/node_modules collab/static

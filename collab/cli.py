@@ -1,0 +1,96 @@
+"""The ``collab`` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from . import __version__, logs
+from . import settings as settings_module
+from .settings import Settings, SettingsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {k: v for k, v in vars(args).items() if k in ("host", "port") and v is not None}
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"collab: error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    command: str = args.command
+    if command == "migrate":
+        return _migrate(settings)
+    return _serve(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collab", description="collaborative document server")
+    parser.add_argument("--version", action="version", version=f"collab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    epilog = "settings (environment):\n" + "\n".join(
+        f"  {name:<28} {meaning} (default: {default})"
+        for name, default, meaning in settings_module.describe()
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="serve HTTP and WebSocket",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="address to bind (COLLAB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (COLLAB_PORT, default 8000)")
+    commands.add_parser("migrate", help="upgrade the database to the newest schema")
+    return parser
+
+
+def _migrate(settings: Settings) -> int:
+    from . import migrate
+
+    migrate.upgrade(settings.database_url)
+    print("collab: database is up to date", file=sys.stderr)
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .migrate import SchemaOutOfDate, check_schema
+    from .sqlstore import create_engine
+    from .web.app import create_app
+
+    async def check() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(check())
+    except SchemaOutOfDate as exc:
+        print(f"collab: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"collab: error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_size,
+        ws_ping_interval=settings.ping_interval or None,
+        ws_ping_timeout=settings.ping_timeout,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        log_config=None,
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,65 @@
+"""The per-peer protocol handler: what a message from a peer does to its room.
+
+Write permission is enforced here, where messages are handled, so no route or
+adapter can forget it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import protocol
+from .peer import Peer
+from .protocol import (
+    AuthMessage,
+    AwarenessMessage,
+    ProtocolError,
+    QueryAwarenessMessage,
+    SyncMessage,
+    SyncType,
+)
+from .room import Room
+
+log = logging.getLogger("collab.handler")
+
+
+class ProtocolHandler:
+    __slots__ = ("denied_writes", "peer", "room")
+
+    def __init__(self, peer: Peer, room: Room) -> None:
+        self.peer = peer
+        self.room = room
+        self.denied_writes = 0
+
+    def receive(self, frame: bytes) -> None:
+        """Handle one frame; raises ProtocolError, leaving the room unchanged, if it is bad."""
+        message = protocol.decode(frame)
+        if isinstance(message, SyncMessage):
+            self._sync(message, frame)
+        elif isinstance(message, AwarenessMessage):
+            self.room.apply_awareness(message.update, self.peer, frame)
+        elif isinstance(message, QueryAwarenessMessage):
+            states = self.room.presence.encode_all()
+            if states is not None:
+                self.peer.send(protocol.awareness(states))
+        elif isinstance(message, AuthMessage):
+            log.debug("peer %s sent an auth message; ignored", self.peer.id)
+
+    def _sync(self, message: SyncMessage, frame: bytes) -> None:
+        if message.kind is SyncType.STEP1:
+            try:
+                missing = self.room.doc.get_update(message.payload)
+            except ValueError:
+                raise ProtocolError("malformed state vector") from None
+            self.peer.send(protocol.sync_step2(missing))
+            return
+        if not self.peer.can_write:
+            if message.payload != protocol.EMPTY_UPDATE:
+                self.denied_writes += 1
+                log.warning(
+                    "read-only peer %s tried to change %r; refused", self.peer.id, self.room.doc_id
+                )
+                self.peer.send(protocol.permission_denied("read-only"))
+            return
+        forward = frame if message.kind is SyncType.UPDATE else None
+        self.room.apply_update(message.payload, self.peer, forward)

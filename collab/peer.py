@@ -1,0 +1,169 @@
+"""One connected peer: its send queue, its writer task and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import itertools
+import logging
+import time
+from typing import Protocol
+
+from .closecodes import REASONS, CloseCode
+
+log = logging.getLogger("collab.peer")
+
+_ids = itertools.count(1)
+
+
+class Transport(Protocol):
+    """What the core needs of a socket; the web layer adapts a real one."""
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake (its writes are stuck)."""
+
+
+class PeerState(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+class Peer:
+    """Frames are queued without awaiting and written in order by one writer task.
+
+    A peer whose queue outgrows its bounds is closed with 1013 rather than having
+    frames dropped: its client reconnects and resynchronises.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        client: str = "",
+        can_write: bool = True,
+        max_messages: int = 4096,
+        max_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.id = next(_ids)
+        self.client = client
+        self.can_write = can_write
+        self.state = PeerState.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.opened_at = time.monotonic()
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self._transport = transport
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued_bytes = 0
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._sending = False
+        self._wakeup = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.client} {self.state.value}>"
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def send(self, frame: bytes) -> None:
+        if self.state is not PeerState.OPEN:
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if len(self._queue) > self._max_messages or self._queued_bytes > self._max_bytes:
+            log.warning(
+                "peer %s too slow: %d frames / %d bytes queued, closing",
+                self.id,
+                len(self._queue),
+                self._queued_bytes,
+            )
+            self.close(CloseCode.TRY_AGAIN_LATER)
+            return
+        self._wakeup.set()
+
+    def close(self, code: int, reason: str | None = None) -> None:
+        """Ask the writer to close the socket after what it is writing now."""
+        if self.state is not PeerState.OPEN:
+            return
+        self._transition(PeerState.OPEN, PeerState.CLOSING)
+        self.close_code = code
+        self.close_reason = reason if reason is not None else _reason(code)
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._sending:
+            # Only a socket that stopped reading keeps a send pending while other
+            # code runs; a close frame could not get through either.
+            self._writer.cancel()
+            self._transport.abort()
+        else:
+            self._wakeup.set()
+
+    def disconnected(self, code: int) -> None:
+        """The remote end is gone; nothing more can be written."""
+        if self.state is PeerState.OPEN:
+            self._transition(PeerState.OPEN, PeerState.CLOSING)
+            self.close_code = code
+            self.close_reason = "closed by client"
+        self._writer.cancel()
+
+    async def wait_closed(self) -> None:
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            if not self._writer.cancelled():
+                raise
+        self.state = PeerState.CLOSED
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        transport = self._transport
+        try:
+            while self.state is PeerState.OPEN:
+                if not queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                frame = queue.popleft()
+                self._queued_bytes -= len(frame)
+                self._sending = True
+                await transport.send(frame)
+                self._sending = False
+                self.frames_sent += 1
+                self.bytes_sent += len(frame)
+        except OSError as exc:
+            log.debug("peer %s: send failed: %s", self.id, exc)
+            self.close(CloseCode.GOING_AWAY, "connection lost")
+            return
+        code = self.close_code if self.close_code is not None else CloseCode.NORMAL
+        try:
+            await transport.close(code, self.close_reason)
+        except OSError as exc:
+            log.debug("peer %s: close failed: %s", self.id, exc)
+
+    def _transition(self, expected: PeerState, new: PeerState) -> None:
+        if self.state is not expected:
+            raise IllegalTransition(
+                f"peer {self.id} is {self.state.value}, expected {expected.value}"
+            )
+        self.state = new
+
+
+def _reason(code: int) -> str:
+    try:
+        return REASONS[CloseCode(code)]
+    except ValueError:
+        return ""

@@ -1,0 +1,252 @@
+"""Write-behind persistence of rooms: group commit, compaction, retry with backoff.
+
+Accepted updates are queued in memory and written to the store's log, one transaction
+per room per flush tick, by one background task: the fan-out never waits for the
+database. While the database is unreachable, rooms keep working from memory and the
+writes are retried with backoff; a room with unwritten updates is never released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc, merge_updates
+
+from .room import Origin, Room
+from .state import build_doc
+from .store import DocumentDeleted, DocumentStore
+
+log = logging.getLogger("collab.persistence")
+
+# Updates that came from another collab process were logged by the process that
+# accepted them from a client; logging them again would only waste space.
+NOT_LOGGED_ORIGINS = frozenset({"bus"})
+
+# Past this many unwritten updates of one room (a long outage), they are merged into
+# one, so memory grows with the document, not with the number of keystrokes.
+MERGE_PENDING_ABOVE = 256
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+class Persistence:
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        flush_interval: float = 0.1,
+        snapshot_interval: float = 60.0,
+        snapshot_threshold: int = 500,
+        retry_max_delay: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self.snapshot_interval = snapshot_interval
+        self.snapshot_threshold = snapshot_threshold
+        self.retry_max_delay = retry_max_delay
+        self.healthy = True
+        self.last_error = ""
+        self.flush_seconds: list[float] = []
+        self._clock = clock
+        self._pending: dict[str, list[bytes]] = {}
+        self._log_rows: dict[str, int] = {}
+        self._changed_at: dict[str, float] = {}  # doc id -> first change since its snapshot
+        self._compact_due: set[str] = set()
+        self._wake = asyncio.Event()
+        self._compact_wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._doc_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pending_updates(self) -> int:
+        return sum(len(updates) for updates in self._pending.values())
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._flush_loop(), name="collab-flush"),
+            loop.create_task(self._compact_loop(), name="collab-compact"),
+        ]
+
+    async def stop(self) -> None:
+        # The loops finish the write they are in: cancelling one mid-transaction
+        # could leave the database locked.
+        self._stopping.set()
+        self._wake.set()
+        self._compact_wake.set()
+        await asyncio.gather(*self._tasks)
+        self._tasks = []
+
+    async def load(self, doc_id: str) -> Doc[Any]:
+        state = await self.store.load(doc_id)
+        try:
+            doc = build_doc(state.snapshot, state.updates)
+        except ValueError as exc:
+            raise LoadError(f"stored state of {doc_id!r} does not decode: {exc}") from exc
+        self._log_rows[doc_id] = len(state.updates)
+        return doc
+
+    def attach(self, room: Room) -> None:
+        room.update_listeners.append(self._on_update)
+
+    def _on_update(self, room: Room, update: bytes, origin: Origin) -> None:
+        if origin in NOT_LOGGED_ORIGINS:
+            return
+        pending = self._pending.setdefault(room.doc_id, [])
+        pending.append(update)
+        self._changed_at.setdefault(room.doc_id, self._clock())
+        self._wake.set()
+
+    def has_pending(self, doc_id: str) -> bool:
+        return bool(self._pending.get(doc_id))
+
+    async def flush(self, doc_id: str) -> bool:
+        """Write the room's queued updates; True when nothing is left unwritten."""
+        async with self._lock(doc_id):
+            batch = self._pending.get(doc_id)
+            if not batch:
+                return True
+            count = len(batch)
+            started = time.perf_counter()
+            try:
+                rows = await self.store.append(doc_id, batch[:count])
+            except DocumentDeleted:
+                log.warning("%d updates to deleted document %r dropped", count, doc_id)
+                del self._pending[doc_id]
+                return True
+            except Exception as exc:
+                self._failed(f"writing {doc_id!r}", exc)
+                if len(batch) > MERGE_PENDING_ABOVE:
+                    batch[:] = [merge_updates(*batch)]
+                return False
+            self.flush_seconds.append(time.perf_counter() - started)
+            del batch[:count]
+            if not batch:
+                del self._pending[doc_id]
+            self._log_rows[doc_id] = rows
+            if rows >= self.snapshot_threshold:
+                self._compact_due.add(doc_id)
+                self._compact_wake.set()
+            self._recovered()
+            return not batch
+
+    async def compact(self, doc_id: str) -> bool:
+        async with self._lock(doc_id):
+            try:
+                await self.store.compact(doc_id)
+            except Exception as exc:
+                self._failed(f"compacting {doc_id!r}", exc)
+                return False
+            self._log_rows[doc_id] = 0
+            self._changed_at.pop(doc_id, None)
+            self._compact_due.discard(doc_id)
+            return True
+
+    async def release(self, room: Room) -> bool:
+        """Write everything of a room about to leave memory; False if that failed."""
+        if not await self.flush(room.doc_id):
+            return False
+        if room.doc_id in self._changed_at or self._log_rows.get(room.doc_id):
+            await self.compact(room.doc_id)  # a failure leaves a longer log, nothing lost
+        self._forget(room.doc_id)
+        return True
+
+    async def flush_all(self) -> bool:
+        results = await asyncio.gather(*(self.flush(doc_id) for doc_id in list(self._pending)))
+        return all(results)
+
+    async def close(self, rooms: list[Room], deadline: float) -> bool:
+        """At shutdown: write and compact every room, retrying until ``deadline``."""
+        await self.stop()
+        delay = self.flush_interval
+        while not await self.flush_all():
+            if time.monotonic() + delay > deadline:
+                log.error(
+                    "shutdown: %d updates could not be written: %s",
+                    self.pending_updates,
+                    self.last_error,
+                )
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max_delay)
+        for room in rooms:
+            if room.doc_id in self._changed_at and time.monotonic() < deadline:
+                await self.compact(room.doc_id)
+        return True
+
+    async def _flush_loop(self) -> None:
+        delay = self.flush_interval
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if await self._stopped_within(delay):
+                return
+            if await self.flush_all():
+                delay = self.flush_interval
+            else:
+                delay = min(delay * 2, self.retry_max_delay)
+                self._wake.set()
+
+    async def _compact_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._compact_wake.wait(), self._tick())
+            self._compact_wake.clear()
+            if self._stopping.is_set():
+                return
+            now = self._clock()
+            due = set(self._compact_due)
+            due.update(
+                doc_id
+                for doc_id, since in self._changed_at.items()
+                if now - since >= self.snapshot_interval and not self.has_pending(doc_id)
+            )
+            for doc_id in due:
+                if self._stopping.is_set():
+                    return
+                if not await self.compact(doc_id):
+                    if await self._stopped_within(self.retry_max_delay):
+                        return
+                    break
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    def _tick(self) -> float:
+        return max(0.05, min(self.snapshot_interval / 4, 5.0))
+
+    def _lock(self, doc_id: str) -> asyncio.Lock:
+        lock = self._doc_locks.get(doc_id)
+        if lock is None:
+            lock = self._doc_locks[doc_id] = asyncio.Lock()
+        return lock
+
+    def _forget(self, doc_id: str) -> None:
+        self._log_rows.pop(doc_id, None)
+        self._changed_at.pop(doc_id, None)
+        self._compact_due.discard(doc_id)
+        lock = self._doc_locks.get(doc_id)
+        if lock is not None and not lock.locked():
+            del self._doc_locks[doc_id]
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if self.healthy:
+            log.error("database write failed (%s): %s; retrying", what, self.last_error)
+        self.healthy = False
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            log.warning("database writes succeed again")
+        self.healthy = True

@@ -1,0 +1,123 @@
+"""Awareness (y-protocols presence) for one room, with each client id attributed to
+the peer that introduced it, so that a peer's going removes exactly its own entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+
+from pycrdt import write_var_uint
+
+from .protocol import ProtocolError, Reader
+
+_NULL = "null"
+
+
+class Presence:
+    __slots__ = ("_clocks", "_owned", "_owners", "_states")
+
+    def __init__(self) -> None:
+        self._states: dict[int, str] = {}  # client id -> JSON state, as the client encoded it
+        self._clocks: dict[int, int] = {}
+        self._owners: dict[int, Hashable] = {}
+        self._owned: dict[Hashable, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def states(self) -> dict[int, object]:
+        return {client: json.loads(state) for client, state in self._states.items()}
+
+    def apply(self, update: bytes, owner: Hashable) -> bool:
+        """Apply an awareness update sent by ``owner``; True if any state changed.
+
+        The whole update is validated before anything is applied, so a malformed one
+        changes nothing.
+        """
+        entries = decode_update(update)
+        changed = False
+        for client, clock, state in entries:
+            current = self._clocks.get(client)
+            removal = state == _NULL
+            if (
+                current is None
+                or current < clock
+                or (current == clock and removal and client in self._states)
+            ):
+                self._clocks[client] = clock
+                if removal:
+                    if self._states.pop(client, None) is not None:
+                        changed = True
+                    self._disown(client)
+                else:
+                    self._states[client] = state
+                    self._own(client, owner)
+                    changed = True
+        return changed
+
+    def remove_owned_by(self, owner: Hashable) -> bytes | None:
+        """Drop every state ``owner`` set; the awareness update announcing it, if any."""
+        clients = self._owned.pop(owner, None)
+        if not clients:
+            return None
+        for client in clients:
+            del self._owners[client]
+            del self._states[client]
+        return self._encode_removal(clients)
+
+    def remove(self, clients: list[int]) -> bytes | None:
+        present = [client for client in clients if client in self._states]
+        for client in present:
+            self._disown(client)
+            del self._states[client]
+        return self._encode_removal(present) if present else None
+
+    def encode_all(self) -> bytes | None:
+        if not self._states:
+            return None
+        parts = [write_var_uint(len(self._states))]
+        for client, state in self._states.items():
+            parts.append(_entry(client, self._clocks[client], state))
+        return b"".join(parts)
+
+    def _encode_removal(self, clients: set[int] | list[int]) -> bytes:
+        parts = [write_var_uint(len(clients))]
+        parts.extend(_entry(client, self._clocks[client], _NULL) for client in clients)
+        return b"".join(parts)
+
+    def _own(self, client: int, owner: Hashable) -> None:
+        # The connection that introduced a client id keeps it until the id is removed:
+        # another connection updating or clearing it never makes it the owner.
+        if client not in self._owners:
+            self._owners[client] = owner
+            self._owned.setdefault(owner, set()).add(client)
+
+    def _disown(self, client: int) -> None:
+        previous = self._owners.pop(client, None)
+        if previous is not None:
+            self._owned[previous].discard(client)
+
+
+def _entry(client: int, clock: int, state: str) -> bytes:
+    encoded = state.encode()
+    return write_var_uint(client) + write_var_uint(clock) + write_var_uint(len(encoded)) + encoded
+
+
+def decode_update(update: bytes) -> list[tuple[int, int, str]]:
+    reader = Reader(update)
+    count = reader.var_uint()
+    if count > len(update):
+        raise ProtocolError("awareness entry count exceeds the update's size")
+    entries = []
+    for _ in range(count):
+        client = reader.var_uint()
+        clock = reader.var_uint()
+        state = reader.var_string()
+        try:
+            json.loads(state)
+        except ValueError:
+            raise ProtocolError("awareness state is not JSON") from None
+        entries.append((client, clock, state))
+    if not reader.done():
+        raise ProtocolError("trailing bytes after the awareness update")
+    return entries

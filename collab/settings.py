@@ -1,0 +1,148 @@
+"""One typed settings object, read from ``COLLAB_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(
+        default="sqlite+aiosqlite:///collab.db",
+        metadata={"help": "SQLAlchemy async URL of the database"},
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
+    port: int = field(default=8000, metadata={"help": "port to bind", "min": 0, "max": 65535})
+    max_message_size: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"help": "largest WebSocket message accepted, in bytes (1009 above)", "min": 1024},
+    )
+    send_queue_messages: int = field(
+        default=4096,
+        metadata={"help": "messages queued for one peer before it is closed with 1013", "min": 1},
+    )
+    send_queue_bytes: int = field(
+        default=32 * 1024 * 1024,
+        metadata={"help": "bytes queued for one peer before it is closed with 1013", "min": 1024},
+    )
+    ping_interval: float = field(
+        default=20.0,
+        metadata={"help": "seconds between WebSocket protocol pings (0 disables)", "min": 0},
+    )
+    ping_timeout: float = field(
+        default=20.0,
+        metadata={"help": "seconds to wait for a pong before closing the peer", "min": 0.1},
+    )
+    keepalive_interval: float = field(
+        default=10.0,
+        metadata={
+            "help": "an idle peer is sent an empty awareness message after this many seconds",
+            "min": 0.1,
+        },
+    )
+    room_release_delay: float = field(
+        default=10.0,
+        metadata={"help": "seconds a room stays in memory after its last peer leaves", "min": 0},
+    )
+    flush_interval: float = field(
+        default=0.1,
+        metadata={"help": "seconds between writes of a room's accepted updates", "min": 0.005},
+    )
+    snapshot_interval: float = field(
+        default=60.0,
+        metadata={"help": "seconds between compactions of a changed room's log", "min": 0.1},
+    )
+    snapshot_threshold: int = field(
+        default=500,
+        metadata={"help": "log rows of a document that trigger a compaction", "min": 1},
+    )
+    retry_max_delay: float = field(
+        default=5.0,
+        metadata={"help": "longest pause between retries of a failed database write", "min": 0.01},
+    )
+    shutdown_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds allowed for writing rooms at shutdown", "min": 0.1},
+    )
+    log_level: str = field(
+        default="info",
+        metadata={
+            "help": "debug, info, warning or error",
+            "choices": ("debug", "info", "warning", "error"),
+        },
+    )
+    log_format: str = field(
+        default="text",
+        metadata={"help": "text or json (one JSON object per line)", "choices": ("text", "json")},
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif name in env:
+                values[f.name] = _parse(f, env[name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if "min" in meta and value < meta["min"]:
+                raise SettingsError(
+                    f"{env_name(f.name)}={value} is below the minimum {meta['min']}"
+                )
+            if "max" in meta and value > meta["max"]:
+                raise SettingsError(
+                    f"{env_name(f.name)}={value} is above the maximum {meta['max']}"
+                )
+            if "choices" in meta and value not in meta["choices"]:
+                choices = ", ".join(meta["choices"])
+                raise SettingsError(f"{env_name(f.name)}={value!r} is not one of: {choices}")
+        if "+" not in self.database_url.split("://", 1)[0]:
+            raise SettingsError(
+                f"COLLAB_DATABASE_URL={self.database_url!r} must name an async driver, "
+                "e.g. sqlite+aiosqlite:///collab.db or postgresql+asyncpg://user@host/db"
+            )
+
+
+def env_name(field_name: str) -> str:
+    return "COLLAB_" + field_name.upper()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, for --help and the README."""
+    return [
+        (env_name(f.name), str(f.default), str(f.metadata.get("help", "")))
+        for f in dataclasses.fields(Settings)
+    ]
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = (
+        f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(str(f.type), str)
+    )
+    try:
+        return (
+            kind(raw.strip())
+            if kind is not str
+            else raw.strip().lower()
+            if "choices" in f.metadata
+            else raw
+        )
+    except ValueError:
+        raise SettingsError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from None

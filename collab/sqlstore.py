@@ -1,0 +1,214 @@
+"""The SQL adapter of the document store (PostgreSQL via asyncpg, SQLite via aiosqlite)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from . import state
+from .schema import documents, snapshots, updates
+from .store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound, StoredState
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def load(self, doc_id: str) -> StoredState:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
+            ).first()
+            if row is None:
+                await self._insert_document(conn, doc_id)
+                return StoredState(None, [])
+            if row.deleted_at is not None:
+                raise DocumentDeleted(doc_id)
+            snapshot = await conn.scalar(
+                select(snapshots.c.data).where(snapshots.c.doc_id == doc_id)
+            )
+            log = await conn.scalars(
+                select(updates.c.data).where(updates.c.doc_id == doc_id).order_by(updates.c.seq)
+            )
+            return StoredState(snapshot, list(log))
+
+    async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            # Updating the document row first takes its lock, which orders this
+            # append with any compaction of the same document.
+            rows = await conn.scalar(
+                update(documents)
+                .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
+                .values(
+                    updated_at=now,
+                    size_bytes=documents.c.size_bytes + sum(len(u) for u in batch),
+                    log_rows=documents.c.log_rows + len(batch),
+                )
+                .returning(documents.c.log_rows)
+            )
+            if rows is None:
+                raise DocumentDeleted(doc_id)
+            await conn.execute(
+                insert(updates), [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
+            )
+            return int(rows)
+
+    async def compact(self, doc_id: str) -> int:
+        async with self.engine.begin() as conn:
+            locked = await conn.scalar(
+                update(documents)
+                .where(documents.c.id == doc_id)
+                .values(log_rows=documents.c.log_rows)
+                .returning(documents.c.id)
+            )
+            if locked is None:
+                raise DocumentNotFound(doc_id)
+            snapshot = await conn.scalar(
+                select(snapshots.c.data).where(snapshots.c.doc_id == doc_id)
+            )
+            log = (
+                await conn.execute(
+                    select(updates.c.seq, updates.c.data)
+                    .where(updates.c.doc_id == doc_id)
+                    .order_by(updates.c.seq)
+                )
+            ).all()
+            if not log:
+                return len(snapshot or b"")
+            merged = await asyncio.to_thread(state.compact, snapshot, [r.data for r in log])
+            await self._write_snapshot(conn, doc_id, merged, exists=snapshot is not None)
+            await conn.execute(
+                delete(updates).where(updates.c.doc_id == doc_id, updates.c.seq <= log[-1].seq)
+            )
+            await conn.execute(
+                update(documents)
+                .where(documents.c.id == doc_id)
+                .values(size_bytes=len(merged), log_rows=0)
+            )
+            return len(merged)
+
+    async def list_documents(self, limit: int, offset: int) -> list[DocumentInfo]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(documents)
+                .where(documents.c.deleted_at.is_(None))
+                .order_by(documents.c.updated_at.desc(), documents.c.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_info(row) for row in rows]
+
+    async def count_documents(self) -> int:
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).select_from(documents).where(documents.c.deleted_at.is_(None))
+            )
+            return int(count or 0)
+
+    async def get_document(self, doc_id: str) -> DocumentInfo:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(documents).where(documents.c.id == doc_id))).first()
+        if row is None:
+            raise DocumentNotFound(doc_id)
+        if row.deleted_at is not None:
+            raise DocumentDeleted(doc_id)
+        return _info(row)
+
+    async def create_document(self, doc_id: str) -> DocumentInfo:
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
+            ).first()
+            if row is None:
+                if not await self._insert_document(conn, doc_id, now):
+                    raise DocumentExists(doc_id)
+            elif row.deleted_at is None:
+                raise DocumentExists(doc_id)
+            else:
+                await conn.execute(delete(updates).where(updates.c.doc_id == doc_id))
+                await conn.execute(delete(snapshots).where(snapshots.c.doc_id == doc_id))
+                await conn.execute(
+                    update(documents)
+                    .where(documents.c.id == doc_id)
+                    .values(
+                        created_at=now, updated_at=now, size_bytes=0, log_rows=0, deleted_at=None
+                    )
+                )
+        return DocumentInfo(doc_id, now, now, 0)
+
+    async def _insert_document(
+        self, conn: AsyncConnection, doc_id: str, now: dt.datetime | None = None
+    ) -> bool:
+        now = now or utcnow()
+        values = {
+            "id": doc_id,
+            "created_at": now,
+            "updated_at": now,
+            "size_bytes": 0,
+            "log_rows": 0,
+        }
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        result = await conn.execute(
+            dialect_insert(documents).values(values).on_conflict_do_nothing(index_elements=["id"])
+        )
+        return bool(result.rowcount)
+
+    async def _write_snapshot(
+        self, conn: AsyncConnection, doc_id: str, data: bytes, *, exists: bool
+    ) -> None:
+        values = {"data": data, "created_at": utcnow()}
+        if exists:
+            await conn.execute(update(snapshots).where(snapshots.c.doc_id == doc_id).values(values))
+        else:
+            await conn.execute(insert(snapshots).values(doc_id=doc_id, **values))
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _info(row: Row[Any]) -> DocumentInfo:
+    return DocumentInfo(
+        id=row.id,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        size_bytes=row.size_bytes,
+    )

@@ -1,0 +1,61 @@
+"""The storage seam: documents as bytes keyed by id. SQL lives in one adapter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class DocumentDeleted(LookupError):
+    """The document id is tombstoned: it was deleted and not created again."""
+
+
+class DocumentNotFound(LookupError):
+    pass
+
+
+class DocumentExists(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    snapshot: bytes | None
+    updates: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    size_bytes: int
+
+
+class DocumentStore(Protocol):
+    async def load(self, doc_id: str) -> StoredState:
+        """The stored state, creating an empty document if the id was never used.
+
+        Raises DocumentDeleted for a tombstoned id.
+        """
+        ...
+
+    async def append(self, doc_id: str, updates: Sequence[bytes]) -> int:
+        """Add updates to the document's log in one transaction; the log's length after."""
+        ...
+
+    async def compact(self, doc_id: str) -> int:
+        """Merge the snapshot and the log into a new snapshot in one transaction; its size."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def list_documents(self, limit: int, offset: int) -> list[DocumentInfo]: ...
+
+    async def get_document(self, doc_id: str) -> DocumentInfo: ...
+
+    async def create_document(self, doc_id: str) -> DocumentInfo: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,122 @@
+"""HTTP routes: health, readiness and the documents API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .. import docid
+from ..persistence import Persistence
+from ..store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound
+from .errors import ApiError
+
+READY_TIMEOUT = 2.0
+MAX_PAGE = 500
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/api/documents", list_documents, methods=["GET"]),
+        Route("/api/documents", create_document, methods=["POST"]),
+        Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
+    ]
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    persistence: Persistence = request.app.state.persistence
+    failing: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(persistence.store.ping(), READY_TIMEOUT)
+    except Exception as exc:
+        failing["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    if not persistence.healthy and "database" not in failing:
+        failing["database"] = f"writes failing: {persistence.last_error}"
+    if failing:
+        return JSONResponse({"status": "unavailable", "failing": failing}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def list_documents(request: Request) -> Response:
+    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 2**31)
+    store = request.app.state.persistence.store
+    documents = await store.list_documents(limit + 1, offset)
+    body: dict[str, Any] = {"documents": [_document(d) for d in documents[:limit]]}
+    body["next_offset"] = offset + limit if len(documents) > limit else None
+    return JSONResponse(body)
+
+
+async def create_document(request: Request) -> Response:
+    body = await _json_object(request)
+    doc_id = body.get("id")
+    if doc_id is None:
+        doc_id = secrets.token_urlsafe(9)
+    if not isinstance(doc_id, str) or not docid.is_valid(doc_id):
+        raise ApiError(
+            400,
+            "bad_doc_id",
+            "id must be 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
+        )
+    try:
+        info = await request.app.state.persistence.store.create_document(doc_id)
+    except DocumentExists:
+        raise ApiError(409, "exists", f"document {doc_id!r} already exists") from None
+    return JSONResponse(_document(info), 201)
+
+
+async def get_document(request: Request) -> Response:
+    doc_id = request.path_params["doc_id"]
+    if not docid.is_valid(doc_id):
+        raise ApiError(404, "not_found", "no such document")
+    try:
+        info = await request.app.state.persistence.store.get_document(doc_id)
+    except (DocumentNotFound, DocumentDeleted):
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    return JSONResponse(_document(info))
+
+
+def _document(info: DocumentInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "created_at": info.created_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(),
+        "size_bytes": info.size_bytes,
+    }
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_request", f"{name} must be between {low} and {high}")
+    return value
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return body

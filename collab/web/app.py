@@ -1,0 +1,99 @@
+"""The composition root: builds the store, persistence, rooms and routes, and runs
+them for the life of the application."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from ..closecodes import CloseCode
+from ..migrate import check_schema
+from ..persistence import Persistence
+from ..rooms import RoomRegistry
+from ..settings import Settings
+from ..sqlstore import SqlStore, create_engine
+from . import api
+from .errors import ApiError, api_error, http_error
+from .ws import SyncEndpoint
+
+log = logging.getLogger("collab.app")
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def create_app(settings: Settings) -> Starlette:
+    engine = create_engine(settings.database_url)
+    store = SqlStore(engine)
+    persistence = Persistence(
+        store,
+        flush_interval=settings.flush_interval,
+        snapshot_interval=settings.snapshot_interval,
+        snapshot_threshold=settings.snapshot_threshold,
+        retry_max_delay=settings.retry_max_delay,
+    )
+    registry = RoomRegistry(
+        persistence.load,
+        attach=persistence.attach,
+        releaser=persistence.release,
+        release_delay=settings.room_release_delay,
+        keepalive_interval=settings.keepalive_interval,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await check_schema(engine)
+        persistence.start()
+        registry.start()
+        log.info("serving on %s", engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            deadline = time.monotonic() + settings.shutdown_timeout
+            rooms = await registry.close(CloseCode.SERVICE_RESTART)
+            written = await persistence.close(rooms, deadline)
+            log.info("shutdown: %d rooms written%s", len(rooms), "" if written else " (incomplete)")
+            await store.close()
+
+    app = Starlette(
+        routes=[
+            *api.routes(),
+            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings)),
+            *_pages(),
+        ],
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
+    )
+    app.state.settings = settings
+    app.state.persistence = persistence
+    app.state.registry = registry
+    return app
+
+
+def _pages() -> list[BaseRoute]:
+    async def index(_request: Request) -> Response:
+        return _page("index.html")
+
+    async def editor(_request: Request) -> Response:
+        return _page("editor.html")
+
+    routes: list[BaseRoute] = [Route("/", index), Route("/d/{doc_id:path}", editor)]
+    if (STATIC / "assets").is_dir():
+        routes.append(Mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets"))
+    return routes
+
+
+def _page(name: str) -> Response:
+    path = STATIC / name
+    if not path.is_file():
+        raise ApiError(503, "no_frontend", "the editor is not built: run `make run` (npm build)")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})

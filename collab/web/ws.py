@@ -1,0 +1,159 @@
+"""The WebSocket adapter: checks a connection before accepting it, then feeds its
+frames to the protocol handler and closes it with a named code when they are bad."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .. import docid
+from ..closecodes import CloseCode
+from ..handler import ProtocolHandler
+from ..peer import Peer, PeerState
+from ..protocol import ProtocolError, UnknownMessage
+from ..room import Room
+from ..rooms import RoomRegistry
+from ..settings import Settings
+from ..store import DocumentDeleted
+from .errors import error_body
+
+log = logging.getLogger("collab.ws")
+
+
+class AsgiTransport:
+    __slots__ = ("_reader", "_send", "aborted")
+
+    def __init__(self, send: Send, reader: asyncio.Task[object]) -> None:
+        self._send = send
+        self._reader = reader
+        self.aborted = False
+
+    async def send(self, frame: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": frame})
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._reader.cancel()
+
+
+class SyncEndpoint:
+    """ASGI app for ``/ws/{doc_id}``."""
+
+    def __init__(self, registry: RoomRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        doc_id: str = scope["path_params"]["doc_id"]
+        client = _client(scope)
+        if not docid.is_valid(doc_id):
+            log.warning("refused %s: invalid document id %r", client, doc_id[:200])
+            await _deny(
+                websocket,
+                400,
+                "bad_doc_id",
+                "document ids are 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
+            )
+            return
+        try:
+            room = await self.registry.acquire(doc_id)
+        except DocumentDeleted:
+            log.warning("refused %s: document %r is deleted", client, doc_id)
+            await _deny(websocket, 410, "deleted", "this document was deleted")
+            return
+        except Exception:
+            log.exception("could not open room %r for %s", doc_id, client)
+            await websocket.accept()
+            await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
+            return
+        try:
+            await self._serve(websocket, room, client, receive, send)
+        finally:
+            self.registry.release(room)
+
+    async def _serve(
+        self, websocket: WebSocket, room: Room, client: str, receive: Receive, send: Send
+    ) -> None:
+        await websocket.accept()
+        reader = asyncio.current_task()
+        assert reader is not None
+        transport = AsgiTransport(send, reader)
+        settings = self.settings
+        peer = Peer(
+            transport,
+            client=client,
+            max_messages=settings.send_queue_messages,
+            max_bytes=settings.send_queue_bytes,
+        )
+        log.info("open doc=%s peer=%s client=%s", room.doc_id, peer.id, client)
+        room.join(peer)
+        try:
+            await self._read(receive, peer, ProtocolHandler(peer, room))
+        except asyncio.CancelledError:
+            if not transport.aborted:
+                raise
+            reader.uncancel()
+        finally:
+            room.leave(peer)
+        await peer.wait_closed()
+        log.info(
+            "close doc=%s peer=%s client=%s duration=%.1fs code=%s reason=%r",
+            room.doc_id,
+            peer.id,
+            client,
+            time.monotonic() - peer.opened_at,
+            peer.close_code,
+            peer.close_reason,
+        )
+
+    async def _read(self, receive: Receive, peer: Peer, handler: ProtocolHandler) -> None:
+        max_size = self.settings.max_message_size
+        while peer.state is PeerState.OPEN:
+            message: Message = await receive()
+            if message["type"] == "websocket.disconnect":
+                code = int(message.get("code", CloseCode.NORMAL))
+                peer.disconnected(code)
+                if code == CloseCode.MESSAGE_TOO_BIG:
+                    _refuse(peer, "a message over the size limit")
+                return
+            data = message.get("bytes")
+            if data is None:
+                _refuse(peer, "a text frame")
+                peer.close(CloseCode.UNSUPPORTED_DATA, "text frames are not part of the protocol")
+            elif len(data) > max_size:
+                _refuse(peer, f"a {len(data)}-byte message")
+                peer.close(CloseCode.MESSAGE_TOO_BIG)
+            else:
+                try:
+                    handler.receive(data)
+                except UnknownMessage as exc:
+                    _refuse(peer, f"an unknown message ({exc})")
+                    peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
+                except ProtocolError as exc:
+                    _refuse(peer, f"a malformed message ({exc})")
+                    peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+
+
+def _refuse(peer: Peer, what: str) -> None:
+    log.warning("peer %s (%s) sent %s; closing it", peer.id, peer.client, what)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+async def _deny(websocket: WebSocket, status: int, error: str, detail: str) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(error_body(error, detail), status))
+    else:
+        await websocket.close(CloseCode.POLICY_VIOLATION, detail)
