@@ -10,7 +10,7 @@ run: $(VENV)/.installed collab/static/index.html
 	$(BIN)/collab migrate
 	$(BIN)/collab serve
 
-test: $(VENV)/.installed-dev collab/static/index.html bench/node_modules/.package-lock.json
+test: $(VENV)/.installed-dev collab/static/index.html tests/js/node_modules/.package-lock.json
 	bash .ci/system-deps
 	$(BIN)/pytest -q
 
@@ -41,6 +41,9 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json
 
 collab/static/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
 	cd frontend && npm run build
+
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
 
 bench/node_modules/.package-lock.json: bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund

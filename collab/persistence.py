@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc
 
 from .room import Origin, Room
-from .state import build_doc
+from .state import build_doc, compact
 from .store import DocumentDeleted, DocumentStore
 
 log = logging.getLogger("collab.persistence")
@@ -126,7 +126,7 @@ class Persistence:
             except Exception as exc:
                 self._failed(f"writing {doc_id!r}", exc)
                 if len(batch) > MERGE_PENDING_ABOVE:
-                    batch[:] = [merge_updates(*batch)]
+                    batch[:] = [compact(None, batch)]
                 return False
             self.flush_seconds.append(time.perf_counter() - started)
             del batch[:count]

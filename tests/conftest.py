@@ -65,6 +65,16 @@ def start_server(sqlite_url: str) -> Iterator[ServerFactory]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollabServer]:
+    """One server for a module's tests that each use their own documents."""
+    url = _sqlite_url(tmp_path_factory.mktemp("shared"))
+    migrate(url)
+    server = CollabServer(url).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def server(start_server: ServerFactory) -> CollabServer:
     return start_server()

@@ -39,7 +39,8 @@ class JsClient:
         await self.exit()
 
     async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         async for line in self.process.stdout:
             event = json.loads(line)
             self.events.append(event)
@@ -47,7 +48,8 @@ class JsClient:
                 self.state = event
 
     async def command(self, cmd: str, **args: Any) -> None:
-        assert self.process is not None and self.process.stdin is not None
+        assert self.process is not None
+        assert self.process.stdin is not None
         self.process.stdin.write((json.dumps({"cmd": cmd, **args}) + "\n").encode())
         await self.process.stdin.drain()
 

@@ -71,8 +71,18 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres", "postgres")
         subprocess.run(
             _as_postgres(
-                [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                 "--no-sync", "-E", "UTF8"]
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -86,8 +96,17 @@ class PostgresServer:
         )
         subprocess.run(
             _as_postgres(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
-                 "-l", str(self.dir / "log"), "-w", "start"]
+                [
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.dir / "log"),
+                    "-w",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -95,16 +114,26 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                          "-w", "stop"]),
+            _as_postgres(
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            ),
             check=False,
             capture_output=True,
         )
 
     def create_database(self, name: str) -> str:
         subprocess.run(
-            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-qc", f'CREATE DATABASE "{name}"'],
+            [
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-qc",
+                f'CREATE DATABASE "{name}"',
+            ],
             check=True,
             capture_output=True,
         )

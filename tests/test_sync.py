@@ -111,7 +111,9 @@ async def test_js_presence_appears_and_disappears(server: CollabServer, doc_id: 
             await js.wait_synced()
             await js.command("presence", state={"user": {"name": "Ada", "color": "#f00"}})
             await eventually(
-                lambda: any(s.get("user", {}).get("name") == "Ada" for s in watcher.awareness.values()),
+                lambda: any(
+                    s.get("user", {}).get("name") == "Ada" for s in watcher.awareness.values()
+                ),
                 what="the JS client's presence",
             )
             watcher.set_presence({"user": {"name": "Py"}})
@@ -139,8 +141,13 @@ async def test_many_rooms_at_once(server: CollabServer) -> None:
             a.append(f"{room}:a ")
             b.append(f"{room}:b ")
         for room, (a, b) in opened.items():
-            await eventually(lambda a=a, b=b: len(a.content()) == len(b.content()) > 0 and
-                             a.content() == b.content() and a.content().count(":") == 2)
+            await eventually(
+                lambda a=a, b=b: (
+                    len(a.content()) == len(b.content()) > 0
+                    and a.content() == b.content()
+                    and a.content().count(":") == 2
+                )
+            )
             assert sorted(a.content().split()) == [f"{room}:a", f"{room}:b"]
     finally:
         await asyncio.gather(*(c.close() for pair in opened.values() for c in pair))

@@ -13,7 +13,7 @@ from pycrdt import Doc, Text, XmlFragment, create_sync_message, write_var_uint
 from websockets.asyncio.client import ClientConnection
 
 from collab import protocol
-from collab.protocol import AwarenessMessage, AuthMessage, SyncMessage, SyncType
+from collab.protocol import AuthMessage, AwarenessMessage, SyncMessage, SyncType
 
 
 class YClient:

@@ -1,0 +1,265 @@
+"""The bundled web editor, driven in real Chromium against a live `collab serve`.
+
+Every test opens its own document (a fresh uuid) and waits on what the user would
+see, never on time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output"
+TIMEOUT_MS = 15_000
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+
+ContextFactory = Callable[[], BrowserContext]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[ContextFactory]:
+    """Factory for isolated browser profiles (own storage, own IndexedDB)."""
+    contexts: list[BrowserContext] = []
+
+    def make() -> BrowserContext:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def new_doc_id() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def editor(page: Page) -> Locator:
+    return page.locator("#editor .ProseMirror")
+
+
+def status(page: Page) -> Locator:
+    return page.locator("#status")
+
+
+def open_editor(context: BrowserContext, base_url: str, doc_id: str, name: str) -> Page:
+    """Opens /d/{doc_id}, answers the name dialog and waits until the document is live."""
+    page = context.new_page()
+    page.goto(f"{base_url}/d/{doc_id}")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Your name").fill(name)
+    dialog.get_by_role("button", name="Start editing").click()
+    expect(dialog).to_be_hidden()
+    expect(status(page)).to_have_attribute("data-state", "connected")
+    return page
+
+
+def type_at_end(page: Page, text: str, *, new_paragraph: bool = False) -> None:
+    """Types at the end of the document's last block (clicked, not Ctrl+End, which
+    Chromium can resolve oddly next to a collaborator's caret widget)."""
+    editor(page).locator(":scope > *").last.click()
+    page.keyboard.press("End")
+    if new_paragraph:
+        page.keyboard.press("Enter")
+    page.keyboard.type(text)
+
+
+def caret_label(page: Page, name: str) -> Locator:
+    return page.locator(f'#editor .collaboration-carets__label[data-name="{name}"]')
+
+
+def expect_server_text(page: Page, doc_id: str, *texts: str) -> None:
+    """Waits until the server's plain-text view of the document holds every text."""
+    # One fetch in flight at a time; the predicate itself stays synchronous because
+    # wait_for_function does not await a returned promise.
+    page.wait_for_function(
+        """([id, texts]) => {
+            const probe = (window.__serverText ??= { body: "", pending: false })
+            if (!probe.pending) {
+                probe.pending = true
+                fetch(`/api/documents/${encodeURIComponent(id)}/text`)
+                    .then((response) => (response.ok ? response.text() : ""))
+                    .catch(() => "")
+                    .then((body) => { probe.body = body; probe.pending = false })
+            }
+            return texts.every((text) => probe.body.includes(text))
+        }""",
+        arg=[doc_id, list(texts)],
+        polling=250,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_two_users_see_each_others_text_and_carets(
+    live_server: Any, new_context: ContextFactory
+) -> None:
+    base_url = live_server.base_url
+    doc_id = new_doc_id()
+    alice = open_editor(new_context(), base_url, doc_id, "Alice Liddell")
+    bob = open_editor(new_context(), base_url, doc_id, "Bob Marley")
+
+    type_at_end(alice, "Meeting notes")
+    alice.keyboard.press("Control+Alt+1")
+    alice.keyboard.press("Enter")
+    alice.keyboard.type("Alice: the sync engine is ready for review.")
+    expect(editor(bob)).to_contain_text("Alice: the sync engine is ready for review.")
+    expect(bob.locator("#editor h1")).to_contain_text("Meeting notes")
+
+    type_at_end(bob, "Bob: I will test it offline this afternoon.", new_paragraph=True)
+    expect(editor(alice)).to_contain_text("Bob: I will test it offline this afternoon.")
+
+    # Each sees the other's caret with their name, and both faces in "who is here".
+    expect(caret_label(alice, "Bob Marley")).to_be_visible()
+    type_at_end(alice, " ")
+    expect(caret_label(bob, "Alice Liddell")).to_be_visible()
+    expect(alice.locator('#presence .avatar[data-name="Bob Marley"]')).to_have_text("BM")
+    expect(bob.locator('#presence .avatar[data-name="Alice Liddell"]')).to_have_text("AL")
+
+    # Bob selects two words; Alice sees his selection in his colour.
+    bob.keyboard.press("Control+Shift+ArrowLeft")
+    bob.keyboard.press("Control+Shift+ArrowLeft")
+    expect(alice.locator(".ProseMirror-yjs-selection")).not_to_have_count(0)
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    alice.screenshot(path=str(SCREENSHOTS / "two-users.png"))
+
+    # Someone who arrives later gets the whole document from the server.
+    carol = open_editor(new_context(), base_url, doc_id, "Carol")
+    expect(editor(carol)).to_contain_text("Alice: the sync engine is ready for review.")
+    expect(editor(carol)).to_contain_text("Bob: I will test it offline this afternoon.")
+    expect(carol.locator("#presence .avatar")).to_have_count(3)
+
+    # A reload keeps the text (and does not ask for the name again).
+    bob.reload()
+    expect(status(bob)).to_have_attribute("data-state", "connected")
+    expect(bob.get_by_role("dialog")).to_be_hidden()
+    expect(editor(bob)).to_contain_text("Alice: the sync engine is ready for review.")
+    expect(editor(bob)).to_contain_text("Bob: I will test it offline this afternoon.")
+    expect_server_text(bob, doc_id, "Meeting notes", "ready for review", "offline this afternoon")
+
+
+def test_offline_edits_merge_on_reconnect(live_server: Any, new_context: ContextFactory) -> None:
+    base_url = live_server.base_url
+    doc_id = new_doc_id()
+    alice_context = new_context()
+    alice = open_editor(alice_context, base_url, doc_id, "Alice")
+    bob = open_editor(new_context(), base_url, doc_id, "Bob")
+
+    type_at_end(alice, "Shared first line.")
+    expect(editor(bob)).to_contain_text("Shared first line.")
+
+    alice_context.set_offline(True)
+    expect(status(alice)).to_have_attribute("data-state", "offline")
+    type_at_end(alice, "Written by Alice while offline.", new_paragraph=True)
+    type_at_end(bob, "Written by Bob while Alice was away.", new_paragraph=True)
+    expect(editor(alice)).not_to_contain_text("Written by Bob")
+    expect(editor(bob)).not_to_contain_text("Written by Alice")
+
+    alice_context.set_offline(False)
+    expect(status(alice)).to_have_attribute("data-state", "connected")
+    for page in (alice, bob):
+        expect(editor(page)).to_contain_text("Shared first line.")
+        expect(editor(page)).to_contain_text("Written by Alice while offline.")
+        expect(editor(page)).to_contain_text("Written by Bob while Alice was away.")
+    expect_server_text(
+        bob, doc_id, "Written by Alice while offline.", "Written by Bob while Alice was away."
+    )
+
+
+def test_document_list_shows_and_creates_documents(
+    live_server: Any, new_context: ContextFactory
+) -> None:
+    base_url = live_server.base_url
+    page = new_context().new_page()
+    existing = new_doc_id()
+    created = page.request.post(f"{base_url}/api/documents", data={"id": existing})
+    assert created.status == 201, created.text()
+
+    page.goto(f"{base_url}/")
+    row = page.locator(f'.doc-row[data-id="{existing}"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("just now")
+
+    # A name that is taken is reported, with a way to open it.
+    page.get_by_label("New document name").fill(existing)
+    page.get_by_role("button", name="New document").click()
+    expect(page.locator("#create-message")).to_contain_text("already exists")
+    expect(page.get_by_role("button", name="Open it")).to_be_visible()
+
+    # A named document: the button creates it and opens the editor on it.
+    named = new_doc_id()
+    page.get_by_label("New document name").fill(named)
+    page.get_by_role("button", name="New document").click()
+    page.wait_for_url(f"{base_url}/d/{named}")
+    expect(page.locator("#doc-name")).to_have_text(named)
+
+    # Without a name the server picks one.
+    page.goto(f"{base_url}/")
+    page.get_by_role("button", name="New document").click()
+    page.wait_for_url(f"{base_url}/d/**")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Your name").fill("Dana")
+    dialog.get_by_role("button", name="Start editing").click()
+    expect(status(page)).to_have_attribute("data-state", "connected")
+    expect(editor(page)).to_be_editable()
+
+
+def test_deleting_a_document_disconnects_and_explains(
+    live_server: Any, new_context: ContextFactory
+) -> None:
+    base_url = live_server.base_url
+    doc_id = new_doc_id()
+    page = open_editor(new_context(), base_url, doc_id, "Erin")
+    type_at_end(page, "Soon to be gone.")
+    expect_server_text(page, doc_id, "Soon to be gone.")
+
+    # Deleted while open: the server closes the socket (4410) and the editor stops.
+    assert page.request.delete(f"{base_url}/api/documents/{doc_id}").status == 204
+    expect(page.locator("#banner")).to_contain_text("deleted")
+    expect(status(page)).to_have_attribute("data-state", "closed")
+    expect(editor(page)).not_to_be_editable()
+
+    # Opened after the deletion: the upgrade is refused, and the page says why
+    # instead of spinning.
+    late = new_context().new_page()
+    late.goto(f"{base_url}/d/{doc_id}")
+    expect(late.locator("#banner")).to_contain_text("deleted")
+    expect(status(late)).to_have_attribute("data-state", "closed")
