@@ -126,7 +126,8 @@ class Persistence:
             except Exception as exc:
                 self._failed(f"writing {doc_id!r}", exc)
                 if len(batch) > MERGE_PENDING_ABOVE:
-                    batch[:] = [compact(None, batch)]
+                    merged, pending = compact(None, batch)
+                    batch[:] = [merged, *(batch[i] for i in pending)]
                 return False
             self.flush_seconds.append(time.perf_counter() - started)
             del batch[:count]

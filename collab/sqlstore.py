@@ -69,6 +69,8 @@ class SqlStore:
             return StoredState(snapshot, list(log))
 
     async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+        if not batch:
+            raise ValueError("nothing to append")
         now = utcnow()
         async with self.engine.begin() as conn:
             # Updating the document row first takes its lock, which orders this
@@ -84,11 +86,29 @@ class SqlStore:
                 .returning(documents.c.log_rows)
             )
             if rows is None:
-                raise DocumentDeleted(doc_id)
+                rows = await self._revive_missing(conn, doc_id, batch, now)
             await conn.execute(
                 insert(updates), [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
             )
             return int(rows)
+
+    async def _revive_missing(
+        self, conn: AsyncConnection, doc_id: str, batch: Sequence[bytes], now: dt.datetime
+    ) -> int:
+        """The row of a document being written is gone: refuse if it was deleted on
+        purpose, otherwise create it again rather than lose the edits."""
+        deleted = (
+            await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
+        ).first()
+        if deleted is not None:
+            raise DocumentDeleted(doc_id)
+        await self._insert_document(conn, doc_id, now)
+        await conn.execute(
+            update(documents)
+            .where(documents.c.id == doc_id)
+            .values(size_bytes=sum(len(u) for u in batch), log_rows=len(batch))
+        )
+        return len(batch)
 
     async def compact(self, doc_id: str) -> int:
         async with self.engine.begin() as conn:
@@ -112,15 +132,25 @@ class SqlStore:
             ).all()
             if not log:
                 return len(snapshot or b"")
-            merged = await asyncio.to_thread(state.compact, snapshot, [r.data for r in log])
+            merged, pending = await asyncio.to_thread(
+                state.compact, snapshot, [r.data for r in log]
+            )
             await self._write_snapshot(conn, doc_id, merged, exists=snapshot is not None)
+            kept = [log[i].seq for i in pending]
             await conn.execute(
-                delete(updates).where(updates.c.doc_id == doc_id, updates.c.seq <= log[-1].seq)
+                delete(updates).where(
+                    updates.c.doc_id == doc_id,
+                    updates.c.seq <= log[-1].seq,
+                    updates.c.seq.not_in(kept),
+                )
             )
             await conn.execute(
                 update(documents)
                 .where(documents.c.id == doc_id)
-                .values(size_bytes=len(merged), log_rows=0)
+                .values(
+                    size_bytes=len(merged) + sum(len(log[i].data) for i in pending),
+                    log_rows=len(kept),
+                )
             )
             return len(merged)
 

@@ -112,10 +112,12 @@ class PostgresServer:
             capture_output=True,
         )
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        # This throwaway cluster runs without fsync: an immediate stop can lose the
+        # last commits, so tests that restart it and keep its data stop it "fast".
         subprocess.run(
             _as_postgres(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]
             ),
             check=False,
             capture_output=True,

@@ -52,7 +52,8 @@ class YClient:
         self._ws = await websockets.connect(self.url, max_size=None, **kwargs)
         self._subscription = self.doc.observe(self._on_doc_update)
         self._tasks.append(asyncio.create_task(self._reader()))
-        await self._ws.send(create_sync_message(self.doc))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._ws.send(create_sync_message(self.doc))
         return self
 
     async def __aenter__(self) -> YClient:
@@ -79,8 +80,13 @@ class YClient:
         )
         self._spawn_send(protocol.awareness(update))
 
+    async def flush(self) -> None:
+        """Wait until every frame this client queued has been handed to the socket."""
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+
     async def close(self) -> None:
         if self._ws is not None:
+            await self.flush()
             await self._ws.close()
         await self.wait_closed()
 

@@ -1,0 +1,226 @@
+"""Documents outlive the process: the update log, snapshots and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from pycrdt import Doc, Map, Text
+from sqlalchemy import insert, select, update
+
+from collab import state
+from collab.closecodes import CloseCode
+from collab.schema import updates
+from collab.sqlstore import SqlStore, create_engine
+
+from .conftest import ServerFactory
+from .support import CollabServer, PostgresServer, eventually, migrate
+from .yclient import YClient
+
+
+async def _content(server: CollabServer, doc_id: str) -> str:
+    async with YClient(server.ws_url(doc_id)) as client:
+        return client.content()
+
+
+async def test_documents_survive_a_restart(start_server: ServerFactory, database_url: str) -> None:
+    server = start_server(database_url)
+    async with YClient(server.ws_url("restart")) as client:
+        for i in range(50):
+            client.append(f"line {i}\n")
+    _graceful_stop(server)
+    again = start_server(database_url)
+    expected = "".join(f"line {i}\n" for i in range(50))
+    assert await _content(again, "restart") == expected
+
+
+async def test_kill_9_two_seconds_after_the_last_edit_loses_nothing(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    server = start_server(database_url, snapshot_threshold="20")
+    async with YClient(server.ws_url("crash")) as client:
+        for i in range(200):
+            client.append(f"{i},")
+            if i % 10 == 0:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(2)
+        server.kill()
+        await client.wait_closed()
+    again = start_server(database_url)
+    assert await _content(again, "crash") == "".join(f"{i}," for i in range(200))
+
+
+async def test_compaction_keeps_content_identical(database_url: str) -> None:
+    store = SqlStore(create_engine(database_url))
+    try:
+        source: Doc[Any] = Doc()
+        text = source.get("text", type=Text)
+        meta = source.get("meta", type=Map)
+        batch: list[bytes] = []
+        source.observe(lambda event: batch.append(event.update))
+        await store.load("compact-me")
+        for i in range(300):
+            text.insert(len(text) // 2, f"[{i}]")
+            if i % 7 == 0:
+                del text[0:2]
+            meta[f"k{i % 10}"] = i
+            if len(batch) >= 25:
+                await store.append("compact-me", batch)
+                batch.clear()
+        if batch:
+            await store.append("compact-me", batch)
+        before = await store.load("compact-me")
+        assert len(before.updates) > 10
+        await store.compact("compact-me")
+        after = await store.load("compact-me")
+        assert after.updates == []
+        assert after.snapshot is not None
+        loaded = state.build_doc(after.snapshot, after.updates)
+        assert str(loaded.get("text", type=Text)) == str(text)
+        assert loaded.get("meta", type=Map).to_py() == meta.to_py()
+        info = await store.get_document("compact-me")
+        assert info.size_bytes == len(after.snapshot)
+    finally:
+        await store.close()
+
+
+async def test_concurrent_compactions_and_appends_lose_nothing(database_url: str) -> None:
+    # Two stores stand for two server processes sharing one database.
+    stores = [SqlStore(create_engine(database_url)) for _ in range(2)]
+    try:
+        source: Doc[Any] = Doc()
+        text = source.get("text", type=Text)
+        pending: list[bytes] = []
+        source.observe(lambda event: pending.append(event.update))
+        await stores[0].load("shared")
+
+        async def writer(store: SqlStore, offset: int) -> None:
+            for i in range(40):
+                text.insert(len(text), f"<{offset + i}>")
+                chunk = pending[:]
+                pending.clear()
+                if chunk:
+                    await store.append("shared", chunk)
+                await asyncio.sleep(0)
+
+        async def compactor(store: SqlStore) -> None:
+            for _ in range(10):
+                await store.compact("shared")
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(
+            writer(stores[0], 0),
+            writer(stores[1], 1000),
+            compactor(stores[0]),
+            compactor(stores[1]),
+        )
+        stored = await stores[1].load("shared")
+        loaded = state.build_doc(stored.snapshot, stored.updates)
+        assert str(loaded.get("text", type=Text)) == str(text)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_failed_load_opens_nothing_and_overwrites_nothing(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    server = start_server(database_url, room_release_delay="0.1")
+    async with YClient(server.ws_url("fragile")) as client:
+        client.append("precious")
+    store = SqlStore(create_engine(database_url))
+    try:
+        await eventually(lambda: _log_rows(store, "fragile"), what="the edit to be written")
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                insert(updates).values(doc_id="fragile", data=b"\x05garbage", created_at=_now())
+            )
+        await eventually(lambda: _released(server, "fragile"), what="the room to be released")
+        broken = YClient(server.ws_url("fragile"))
+        await broken.connect()
+        await broken.wait_closed()
+        assert broken.close_code == CloseCode.INTERNAL_ERROR
+        assert not broken.synced.is_set()
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                update(updates).where(updates.c.data == b"\x05garbage").values(data=b"\x00\x00")
+            )
+        assert await _content(server, "fragile") == "precious"
+    finally:
+        await store.close()
+
+
+async def test_editing_continues_through_a_database_outage(
+    start_server: ServerFactory, tmp_path: Any
+) -> None:
+    postgres = PostgresServer()  # its own, to stop and start
+    try:
+        url = postgres.create_database("outage")
+        migrate(url)
+        server = start_server(url, retry_max_delay="0.5")
+        async with (
+            YClient(server.ws_url("outage")) as alice,
+            YClient(server.ws_url("outage")) as bob,
+        ):
+            alice.append("before ")
+            await eventually(lambda: bob.content() == "before ")
+            postgres.stop(mode="fast")
+            alice.append("during ")
+            bob.append("outage ")
+            # Concurrent appends: Yjs orders them by client id.
+            both = {"before during outage ", "before outage during "}
+            await eventually(lambda: alice.content() == bob.content() and alice.content() in both)
+            await eventually(lambda: _status(server, "/readyz") == 503, 15, "readyz to fail")
+            postgres.start()
+            await eventually(lambda: _status(server, "/readyz") == 200, 30, "readyz to recover")
+            alice.append("after")
+        await eventually(lambda: "database writes succeed again" in server.log(), 30)
+        _graceful_stop(server)
+        again = start_server(url)
+        assert await _content(again, "outage") == alice.content()
+        assert alice.content().endswith("after")
+    finally:
+        postgres.destroy()
+
+
+def _graceful_stop(server: CollabServer) -> None:
+    # uvicorn ends a graceful shutdown by re-raising the signal it caught.
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert "rooms written" in server.log()
+    assert "(incomplete)" not in server.log()
+
+
+def _status(server: CollabServer, path: str) -> int:
+    import httpx
+
+    return httpx.get(server.url + path, timeout=5).status_code
+
+
+def _released(server: CollabServer, doc_id: str) -> bool:
+    return f"room {doc_id!r} released" in server.log()
+
+
+async def _log_rows(store: SqlStore, doc_id: str) -> bool:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(updates.c.seq).where(updates.c.doc_id == doc_id))).all()
+    return bool(rows) or bool((await store.load(doc_id)).snapshot)
+
+
+def _now() -> Any:
+    from collab.sqlstore import utcnow
+
+    return utcnow()
+
+
+def test_compaction_keeps_updates_that_arrived_before_their_dependencies() -> None:
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(event.update))
+    for i in range(4):
+        text.insert(len(text), f"<{i}>")
+    merged, pending = state.compact(None, [log[0], log[2]])  # log[1] not written yet
+    assert pending == [1]
+    rebuilt = state.build_doc(merged, [log[2], log[1], log[3]])
+    assert str(rebuilt.get("text", type=Text)) == "<0><1><2><3>"
