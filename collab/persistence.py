@@ -161,6 +161,11 @@ class Persistence:
         self._forget(room.doc_id)
         return True
 
+    def discard(self, doc_id: str) -> None:
+        """Forget a deleted document's unwritten updates."""
+        self._pending.pop(doc_id, None)
+        self._forget(doc_id)
+
     async def flush_all(self) -> bool:
         results = await asyncio.gather(*(self.flush(doc_id) for doc_id in list(self._pending)))
         return all(results)

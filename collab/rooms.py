@@ -78,6 +78,18 @@ class RoomRegistry:
         if room.holders == 0 and room.state is RoomState.OPEN:
             self._schedule_close(room, self.release_delay)
 
+    def evict(self, doc_id: str, code: int) -> Room | None:
+        """Close a room now, without writing it (its document was deleted)."""
+        room = self.rooms.pop(doc_id, None)
+        if room is None:
+            return None
+        timer = self._timers.pop(doc_id, None)
+        if timer is not None:
+            timer.cancel()
+        room.state = RoomState.CLOSED
+        room.close_peers(code)
+        return room
+
     async def close(self, code: int) -> list[Room]:
         """Shutdown: close every peer with ``code``; the rooms, to be written."""
         if self._keepalive_task is not None:

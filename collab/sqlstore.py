@@ -204,6 +204,20 @@ class SqlStore:
                 )
         return DocumentInfo(doc_id, now, now, 0)
 
+    async def delete_document(self, doc_id: str) -> None:
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            tombstoned = await conn.scalar(
+                update(documents)
+                .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now, size_bytes=0, log_rows=0)
+                .returning(documents.c.id)
+            )
+            if tombstoned is None:
+                raise DocumentNotFound(doc_id)
+            await conn.execute(delete(updates).where(updates.c.doc_id == doc_id))
+            await conn.execute(delete(snapshots).where(snapshots.c.doc_id == doc_id))
+
     async def _insert_document(
         self, conn: AsyncConnection, doc_id: str, now: dt.datetime | None = None
     ) -> bool:

@@ -75,6 +75,12 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollabSe
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def live_server(shared_server: CollabServer) -> CollabServer:
+    """A server for the browser tests, with the built editor."""
+    return shared_server
+
+
 @pytest.fixture
 def server(start_server: ServerFactory) -> CollabServer:
     return start_server()

@@ -152,7 +152,7 @@ class CollabServer:
     def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}/ws"
         self.env = {
             **os.environ,

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import docid
+from ..closecodes import CloseCode
 from ..persistence import Persistence
+from ..plaintext import plain_text
+from ..rooms import RoomRegistry
 from ..store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound
 from .errors import ApiError
+
+log = logging.getLogger("collab.api")
 
 READY_TIMEOUT = 2.0
 MAX_PAGE = 500
@@ -27,6 +33,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/documents", list_documents, methods=["GET"]),
         Route("/api/documents", create_document, methods=["POST"]),
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
+        Route("/api/documents/{doc_id}", delete_document, methods=["DELETE"]),
+        Route("/api/documents/{doc_id}/text", document_text, methods=["GET"]),
     ]
 
 
@@ -77,14 +85,45 @@ async def create_document(request: Request) -> Response:
 
 
 async def get_document(request: Request) -> Response:
-    doc_id = request.path_params["doc_id"]
-    if not docid.is_valid(doc_id):
-        raise ApiError(404, "not_found", "no such document")
+    doc_id = _doc_id(request)
     try:
         info = await request.app.state.persistence.store.get_document(doc_id)
     except (DocumentNotFound, DocumentDeleted):
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     return JSONResponse(_document(info))
+
+
+async def delete_document(request: Request) -> Response:
+    doc_id = _doc_id(request)
+    try:
+        await request.app.state.persistence.store.delete_document(doc_id)
+    except DocumentNotFound:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    request.app.state.persistence.discard(doc_id)
+    request.app.state.registry.evict(doc_id, CloseCode.DOCUMENT_DELETED)
+    log.info("deleted document %r", doc_id)
+    return Response(status_code=204)
+
+
+async def document_text(request: Request) -> Response:
+    doc_id = _doc_id(request)
+    registry: RoomRegistry = request.app.state.registry
+    try:
+        room = await registry.acquire(doc_id)
+    except DocumentDeleted:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    try:
+        state = room.doc.get_update()
+    finally:
+        registry.release(room)
+    return PlainTextResponse(plain_text(state))
+
+
+def _doc_id(request: Request) -> str:
+    doc_id: str = request.path_params["doc_id"]
+    if not docid.is_valid(doc_id):
+        raise ApiError(404, "not_found", "no such document")
+    return doc_id
 
 
 def _document(info: DocumentInfo) -> dict[str, Any]:

@@ -86,10 +86,11 @@ def _pages() -> list[BaseRoute]:
     async def editor(_request: Request) -> Response:
         return _page("editor.html")
 
-    routes: list[BaseRoute] = [Route("/", index), Route("/d/{doc_id:path}", editor)]
-    if (STATIC / "assets").is_dir():
-        routes.append(Mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets"))
-    return routes
+    return [
+        Route("/", index),
+        Route("/d/{doc_id:path}", editor),
+        Mount("/assets", StaticFiles(directory=STATIC / "assets", check_dir=False), name="assets"),
+    ]
 
 
 def _page(name: str) -> Response:

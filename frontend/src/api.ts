@@ -1,0 +1,108 @@
+import type { AccessToken } from './token'
+
+export interface DocumentInfo {
+  id: string
+  created_at: string
+  updated_at: string
+  size_bytes: number
+  title?: string | null
+}
+
+export interface DocumentPage {
+  documents: DocumentInfo[]
+  nextOffset: number | null
+}
+
+const PAGE_SIZE = 100
+
+/** An API failure; `status` is 0 when the server could not be reached at all. */
+export class ApiError extends Error {
+  readonly status: number
+  readonly code: string
+
+  constructor(status: number, code: string, detail: string) {
+    super(detail)
+    this.name = 'ApiError'
+    this.status = status
+    this.code = code
+  }
+}
+
+export class Api {
+  private readonly token: AccessToken | null
+
+  constructor(token: AccessToken | null) {
+    this.token = token
+  }
+
+  /** One page of the list; `nextOffset` is null on the last page. */
+  async listDocuments(offset = 0, limit = PAGE_SIZE): Promise<DocumentPage> {
+    const query = new URLSearchParams({ limit: String(limit), offset: String(offset) })
+    const body = (await this.json('GET', `/api/documents?${query}`)) as {
+      documents?: DocumentInfo[]
+      next_offset?: number | null
+    }
+    return { documents: body.documents ?? [], nextOffset: body.next_offset ?? null }
+  }
+
+  async createDocument(id?: string): Promise<DocumentInfo> {
+    return (await this.json('POST', '/api/documents', id ? { id } : {})) as DocumentInfo
+  }
+
+  async getDocument(id: string): Promise<DocumentInfo> {
+    return (await this.json('GET', documentPath(id))) as DocumentInfo
+  }
+
+  async deleteDocument(id: string): Promise<void> {
+    await this.request('DELETE', documentPath(id))
+  }
+
+  private async json(method: string, path: string, body?: unknown): Promise<unknown> {
+    const response = await this.request(method, path, body)
+    return response.status === 204 ? {} : response.json()
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = { Accept: 'application/json' }
+    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    if (this.token) headers.Authorization = `Bearer ${this.token.raw}`
+    let response: Response
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'same-origin',
+      })
+    } catch {
+      throw new ApiError(0, 'unreachable', 'The server could not be reached.')
+    }
+    if (!response.ok) throw await errorFrom(response)
+    return response
+  }
+}
+
+const documentPath = (id: string): string => `/api/documents/${encodeURIComponent(id)}`
+
+// Errors are JSON `{"error", "detail"}`; anything else (a proxy's HTML page) gets a
+// generic sentence so the user never sees markup.
+const errorFrom = async (response: Response): Promise<ApiError> => {
+  try {
+    const body = (await response.json()) as { error?: unknown; detail?: unknown }
+    const code = typeof body.error === 'string' ? body.error : 'error'
+    const detail = typeof body.detail === 'string' ? body.detail : defaultDetail(response.status)
+    return new ApiError(response.status, code, detail)
+  } catch {
+    return new ApiError(response.status, 'error', defaultDetail(response.status))
+  }
+}
+
+const defaultDetail = (status: number): string => {
+  if (status === 401) return 'Your access link is missing, invalid or has expired.'
+  if (status === 403) return 'You do not have permission to do that.'
+  if (status === 404) return 'Not found.'
+  if (status === 410) return 'This document has been deleted.'
+  if (status === 429) return 'Too many requests; please wait a moment and try again.'
+  if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`
+  return `The request failed (HTTP ${status}).`
+}

@@ -1,0 +1,191 @@
+import './styles/base.css'
+import './styles/editor.css'
+
+import { Editor } from '@tiptap/core'
+import Collaboration from '@tiptap/extension-collaboration'
+import CollaborationCaret from '@tiptap/extension-collaboration-caret'
+import { Placeholder } from '@tiptap/extensions'
+import StarterKit from '@tiptap/starter-kit'
+import * as authProtocol from 'y-protocols/auth'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { WebsocketProvider, messageAuth } from 'y-websocket'
+import * as Y from 'yjs'
+
+import { Api } from './api'
+import { Banner } from './banner'
+import { ConnectionMonitor } from './connection'
+import { docIdFromLocation, isValidDocId } from './docId'
+import { askIdentity, loadIdentity, randomColor, saveIdentity, type Identity } from './identity'
+import { watchPresence } from './presence'
+import { linkWithToken, tokenFromLocation } from './token'
+import { bindToolbar } from './toolbar'
+
+// The name of the shared type is the contract with the server, which reads the
+// document's text from this XmlFragment (it is also Tiptap's default).
+const FIELD = 'default'
+
+// A collaborator's caret. The name is drawn from an attribute by CSS, so that it is
+// not part of the document's text (copying, find-in-page, screen readers).
+const renderCaret = (user: Record<string, unknown>): HTMLElement => {
+  const name = typeof user.name === 'string' ? user.name : 'Someone'
+  const color = typeof user.color === 'string' ? user.color : '#5f6673'
+  const caret = document.createElement('span')
+  caret.className = 'collaboration-carets__caret'
+  caret.style.borderColor = color
+  caret.setAttribute('aria-hidden', 'true')
+  const label = document.createElement('span')
+  label.className = 'collaboration-carets__label'
+  label.style.backgroundColor = color
+  label.dataset.name = name
+  caret.append(label)
+  return caret
+}
+
+const byId = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
+
+const docId = docIdFromLocation()
+const token = tokenFromLocation()
+const api = new Api(token)
+const banner = new Banner(byId('banner'))
+const status = byId('status')
+const readOnlyBadge = byId('readonly-badge')
+const nameDialog = byId<HTMLDialogElement>('name-dialog')
+
+byId('doc-name').textContent = docId
+byId('doc-name').title = docId
+byId<HTMLAnchorElement>('back-link').href = linkWithToken('/', token)
+document.title = `${docId} · collab`
+
+// The address to share is the page's own, minus this user's token: whoever opens
+// it brings their own access.
+byId('share').addEventListener('click', async () => {
+  const url = `${location.origin}${location.pathname}`
+  const feedback = byId('share-feedback')
+  const label = byId('share').querySelector('.share__text')!
+  try {
+    await navigator.clipboard.writeText(url)
+    label.textContent = 'Copied!'
+    feedback.textContent = 'Link copied to the clipboard'
+    setTimeout(() => {
+      label.textContent = 'Copy link'
+      feedback.textContent = ''
+    }, 2000)
+  } catch {
+    // No clipboard access (an insecure origin, or permission refused).
+    prompt('Copy this link to share the document:', url)
+  }
+})
+
+const main = async (): Promise<void> => {
+  if (!isValidDocId(docId)) {
+    status.dataset.state = 'closed'
+    status.querySelector('.status__label')!.textContent = 'Not opened'
+    document.body.classList.add('is-unavailable')
+    banner.show(
+      'error',
+      'This is not a valid document name',
+      'Names are 1–128 letters, digits, “.”, “_”, “~” or “-”, and cannot start with “.”.',
+      [{ label: 'Back to documents', run: () => location.assign(linkWithToken('/', token)), primary: true }],
+    )
+    return
+  }
+
+  const stored = loadIdentity()
+  let identity: Identity = stored ?? { name: 'Anonymous', color: randomColor() }
+
+  const ydoc = new Y.Doc()
+  // Offline edits survive a reload and merge when the socket comes back.
+  const local = new IndexeddbPersistence(`collab:${docId}`, ydoc)
+
+  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
+  const provider = new WebsocketProvider(wsUrl, docId, ydoc, {
+    params: token ? { token: token.raw } : {},
+    connect: navigator.onLine,
+  })
+
+  let readOnly = false
+  const editor = new Editor({
+    element: byId('editor'),
+    extensions: [
+      // Undo is the Yjs one (Collaboration). The trailing-node plugin is off because
+      // every peer would append its own empty paragraph at the same moment.
+      StarterKit.configure({ undoRedo: false, trailingNode: false, link: { openOnClick: false } }),
+      Placeholder.configure({ placeholder: 'Start writing…' }),
+      Collaboration.configure({ document: ydoc, field: FIELD }),
+      CollaborationCaret.configure({ provider, user: identity, render: renderCaret }),
+    ],
+    editorProps: {
+      // A function, so that ProseMirror recomputes it when editability changes:
+      // a role=textbox announces read-only through aria-readonly, not contenteditable.
+      attributes: () => ({
+        'aria-label': `Document ${docId}`,
+        'aria-multiline': 'true',
+        'aria-readonly': String(readOnly),
+        role: 'textbox',
+        spellcheck: 'true',
+      }),
+    },
+  })
+  const refreshToolbar = bindToolbar(byId('toolbar'), editor)
+
+  const lock = (): void => {
+    readOnly = true
+    editor.setEditable(false)
+    document.body.classList.add('is-read-only')
+    refreshToolbar()
+  }
+  const setReadOnly = (why: string): void => {
+    lock()
+    readOnlyBadge.hidden = false
+    readOnlyBadge.title = why
+  }
+  if (token?.mode === 'ro') setReadOnly('Your access link lets you view this document, not change it.')
+
+  // A read-only peer that tried to write gets the y-protocols auth message
+  // "permission-denied"; y-websocket only logs it, so take the handler over.
+  provider.messageHandlers[messageAuth] = (_encoder, decoder, _provider) => {
+    authProtocol.readAuthMessage(decoder, ydoc, (_doc, reason) => {
+      setReadOnly(`The server refused your changes: ${reason}`)
+      banner.show('info', 'This document is read-only for you', 'You can follow along live, but your changes are not saved.')
+    })
+  }
+
+  new ConnectionMonitor({
+    provider,
+    docId,
+    api,
+    status,
+    banner,
+    onTerminal: (explanation) => {
+      lock()
+      // Nothing to show (refused before any content arrived): just the message.
+      if (ydoc.getXmlFragment(FIELD).length === 0) document.body.classList.add('is-unavailable')
+      // A deleted document stays deleted: drop this browser's copy so that it
+      // cannot resurrect the old content if the name is used again.
+      if (explanation.deleted) void local.clearData()
+    },
+  })
+
+  const editIdentity = async (required: boolean): Promise<void> => {
+    const chosen = await askIdentity(nameDialog, identity, required)
+    if (!chosen) return
+    identity = chosen
+    saveIdentity(identity)
+    editor.commands.updateUser(identity)
+  }
+  watchPresence(provider.awareness, byId('presence'), () => void editIdentity(false))
+
+  // Title the tab after the document's first line, like the document list does.
+  const fragment = ydoc.getXmlFragment(FIELD)
+  const retitle = () => {
+    const firstLine = editor.state.doc.firstChild?.textContent.trim()
+    document.title = `${firstLine ? firstLine.slice(0, 60) : docId} · collab`
+  }
+  fragment.observeDeep(retitle)
+  void local.whenSynced.then(retitle)
+
+  if (!stored) await editIdentity(true)
+  editor.commands.focus('end')
+}
+
+void main()

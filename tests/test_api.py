@@ -1,0 +1,107 @@
+"""The documents API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from collab.closecodes import CloseCode
+
+from .conftest import ServerFactory
+from .support import CollabServer, eventually
+from .yclient import YClient
+
+
+@pytest.fixture
+def api_server(start_server: ServerFactory, database_url: str) -> CollabServer:
+    return start_server(database_url)
+
+
+async def test_create_list_get(api_server: CollabServer) -> None:
+    async with httpx.AsyncClient(base_url=api_server.url) as http:
+        created = await http.post("/api/documents", json={"id": "notes"})
+        assert created.status_code == 201
+        assert created.json()["id"] == "notes"
+        generated = await http.post("/api/documents")
+        assert generated.status_code == 201
+        new_id = generated.json()["id"]
+        assert (await http.post("/api/documents", json={"id": "notes"})).status_code == 409
+        listed = (await http.get("/api/documents")).json()["documents"]
+        assert [d["id"] for d in listed] == [new_id, "notes"]  # newest first
+        page = (await http.get("/api/documents", params={"limit": 1})).json()
+        assert len(page["documents"]) == 1
+        assert page["next_offset"] == 1
+        got = (await http.get("/api/documents/notes")).json()
+        assert set(got) == {"id", "created_at", "updated_at", "size_bytes"}
+        missing = await http.get("/api/documents/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "bad_json"),
+        (b"[1, 2]", "bad_json"),
+        (b'{"id": ".dot"}', "bad_doc_id"),
+        (b'{"id": 42}', "bad_doc_id"),
+        (b'{"id": "' + b"x" * 200 + b'"}', "bad_doc_id"),
+    ],
+)
+async def test_bad_bodies_are_400(shared_server: CollabServer, body: bytes, error: str) -> None:
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        response = await http.post("/api/documents", content=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+
+
+async def test_bad_paging_is_400(shared_server: CollabServer) -> None:
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        for params in ({"limit": "0"}, {"limit": "x"}, {"offset": "-1"}, {"limit": "100000"}):
+            response = await http.get("/api/documents", params=params)
+            assert response.status_code == 400, params
+
+
+async def test_text_and_size_follow_edits(api_server: CollabServer) -> None:
+    async with YClient(api_server.ws_url("rich")) as client:
+        fragment = client.xml()
+        from pycrdt import XmlElement, XmlText
+
+        fragment.children.append(XmlElement("heading", {"level": 1}, [XmlText("Title")]))
+        fragment.children.append(XmlElement("paragraph", {}, [XmlText("Hello world")]))
+        async with httpx.AsyncClient(base_url=api_server.url) as http:
+
+            async def text() -> str:
+                return (await http.get("/api/documents/rich/text")).text
+
+            await eventually(lambda: _equals(text(), "Title\nHello world"))
+            await eventually(lambda: _size(http, "rich"), what="the size to be recorded")
+
+
+async def test_delete_disconnects_refuses_and_recreates(api_server: CollabServer) -> None:
+    async with YClient(api_server.ws_url("doomed")) as client:
+        client.append("old content")
+        async with httpx.AsyncClient(base_url=api_server.url) as http:
+            await eventually(lambda: _size(http, "doomed"))
+            assert (await http.delete("/api/documents/doomed")).status_code == 204
+            await client.wait_closed()
+            assert client.close_code == CloseCode.DOCUMENT_DELETED
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(api_server.ws_url("doomed")):
+                    pass
+            assert refused.value.response.status_code == 410
+            assert (await http.get("/api/documents/doomed")).status_code == 404
+            assert (await http.delete("/api/documents/doomed")).status_code == 404
+            assert (await http.post("/api/documents", json={"id": "doomed"})).status_code == 201
+    async with YClient(api_server.ws_url("doomed")) as fresh:
+        assert fresh.content() == ""
+
+
+async def _equals(value: object, expected: str) -> bool:
+    return await value == expected  # type: ignore[misc]
+
+
+async def _size(http: httpx.AsyncClient, doc_id: str) -> bool:
+    return bool((await http.get(f"/api/documents/{doc_id}")).json()["size_bytes"])
