@@ -1,0 +1,68 @@
+"""One peer's queue and writer, with a fake transport."""
+
+from __future__ import annotations
+
+import asyncio
+
+from collab.closecodes import CloseCode
+from collab.peer import Peer, PeerState
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+        self.aborted = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send(self, frame: bytes) -> None:
+        await self.gate.wait()
+        self.sent.append(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_frames_are_written_in_order() -> None:
+    transport = FakeTransport()
+    peer = Peer(transport)
+    for i in range(100):
+        peer.send(bytes([i]))
+    peer.close(CloseCode.NORMAL)
+    await peer.wait_closed()
+    assert transport.sent == [bytes([i]) for i in range(100)][: len(transport.sent)]
+    assert transport.closed == (CloseCode.NORMAL, "closed")
+
+
+async def test_overflow_closes_with_1013_instead_of_dropping() -> None:
+    transport = FakeTransport()
+    transport.gate.clear()  # the socket stopped taking data
+    peer = Peer(transport, max_messages=10)
+    peer.send(b"first")
+    await asyncio.sleep(0)  # the writer is now stuck sending it
+    for _ in range(11):
+        peer.send(b"x")
+    assert peer.state is PeerState.CLOSING
+    assert peer.close_code == CloseCode.TRY_AGAIN_LATER
+    assert peer.queued == 0  # its queue is freed at once
+    await peer.wait_closed()
+    assert transport.aborted  # a stuck socket is dropped, not waited on
+    peer.send(b"after")
+    assert peer.queued == 0
+
+
+async def test_byte_bound() -> None:
+    transport = FakeTransport()
+    transport.gate.clear()
+    peer = Peer(transport, max_bytes=8192)
+    peer.send(b"a" * 3000)
+    peer.send(b"b" * 3000)
+    assert peer.state is PeerState.OPEN
+    peer.send(b"c" * 3000)
+    assert peer.close_code == CloseCode.TRY_AGAIN_LATER
+    transport.gate.set()
+    await peer.wait_closed()
