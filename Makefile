@@ -4,15 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 FRONTEND_SOURCES := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
 
-.PHONY: run test lint bench frontend clean
+.PHONY: run test lint bench frontend clean system-deps
 
 run: $(VENV)/.installed collab/static/index.html
 	$(BIN)/collab migrate
 	$(BIN)/collab serve
 
-test: $(VENV)/.installed-dev collab/static/index.html tests/js/node_modules/.package-lock.json
-	bash .ci/system-deps
+test: system-deps $(VENV)/.installed-dev collab/static/index.html tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest -q
+
+# PostgreSQL, Redis, Chromium and Node from Debian's packages, when missing (needs root).
+system-deps:
+	bash .ci/system-deps
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check collab tests migrations bench
