@@ -54,7 +54,6 @@ class Persistence:
         self.retry_max_delay = retry_max_delay
         self.healthy = True
         self.last_error = ""
-        self.flush_seconds: list[float] = []
         self._clock = clock
         self._pending: dict[str, list[bytes]] = {}
         self._log_rows: dict[str, int] = {}
@@ -116,7 +115,6 @@ class Persistence:
             if not batch:
                 return True
             count = len(batch)
-            started = time.perf_counter()
             try:
                 rows = await self.store.append(doc_id, batch[:count])
             except DocumentDeleted:
@@ -129,7 +127,6 @@ class Persistence:
                     merged, pending = compact(None, batch)
                     batch[:] = [merged, *(batch[i] for i in pending)]
                 return False
-            self.flush_seconds.append(time.perf_counter() - started)
             del batch[:count]
             if not batch:
                 del self._pending[doc_id]

@@ -43,7 +43,6 @@ class RoomRegistry:
         self.release_delay = release_delay
         self.keepalive_interval = keepalive_interval
         self.rooms: dict[str, Room] = {}
-        self.load_seconds: list[float] = []
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -112,7 +111,6 @@ class RoomRegistry:
             self.rooms[doc_id] = room
         finally:
             del self._loading[doc_id]
-        self.load_seconds.append(time.perf_counter() - started)
         log.debug("room %r loaded in %.1f ms", doc_id, (time.perf_counter() - started) * 1000)
         return room
 

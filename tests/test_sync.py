@@ -159,3 +159,17 @@ async def test_lone_idle_client_hears_keepalives(start_server: ServerFactory, do
         before = client.received
         await eventually(lambda: client.received >= before + 3, 5, "keep-alive frames")
         assert not client.closed.is_set()
+
+
+async def test_idle_stock_client_stays_on_one_connection(
+    shared_server: CollabServer, doc_id: str
+) -> None:
+    # y-websocket closes a socket that has been silent for 30 s; with the default
+    # keep-alive interval a lone idle client must never get there.
+    async with JsClient(shared_server.ws_base, doc_id) as js:
+        await js.wait_synced()
+        await asyncio.sleep(40)
+        state = await js.refresh()
+        assert state["status"] == "connected"
+        assert state["connections"] == 1
+        assert not [e for e in js.events if e["event"] == "close"]
