@@ -1,0 +1,302 @@
+#!/usr/bin/env node
+// collab benchmark harness. Entry point: `bash bench/run [flags]` (see --help).
+//
+// Starts each server under test pinned to CPU 0, runs the load generator in
+// this process pinned to CPU 1, prints a table and writes
+// bench/results/<stamp>.{json,md} (and latest.{json,md}).
+
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { parseArgs } from 'node:util'
+import { SERVERS, BENCH_DIR, ROOT, startServer, canPin, nproc, CPU_PIN } from './lib/servers.mjs'
+import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from './lib/scenarios.mjs'
+import { renderTable, renderStorage, storageSummary, headline, LEGEND } from './lib/report.mjs'
+
+const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes']
+
+const HELP = `usage: bash bench/run [options]
+
+  --servers LIST      comma list of: ${Object.keys(SERVERS).join(", ")} (default: all installed)
+  --scenarios LIST    comma list of: ${ALL_SCENARIOS.join(', ')} (default: all)
+  --clients LIST      fan-out sizes (default 50,200,500; 1000 works too)
+  --nopersist-clients LIST  fan-out sizes also run as collab-nopersist (persistence
+                      idle), right after collab's run of that size (default 50,200)
+  --writers N         writers per document (default 10)
+  --rate R            edits/s per writer in fan-out (default 10)
+  --warmup S          seconds of load before the window (default 2)
+  --window S          measurement window in seconds (default 10)
+  --full-receivers N  receivers with a full Y.Doc, checked for convergence (default 10)
+  --docs N            documents in manydocs, 2 clients each (default 1000)
+  --sat-clients N     clients in saturation (default 50)
+  --sat-rates LIST    edits/s per writer, tried in order (default 10,20,50,100,200,400,800)
+  --cold-edits N      edits building the cold-load document (default 20000)
+  --cold-bytes N      size of that text (default 1000000)
+  --write-rate R      edits/s of the one writer in 'writes' (default 100)
+  --write-window S    seconds of it (default 10)
+  --store-bytes N     snapshot size in 'storeopen' (default 1700000)
+  --store-rows N      log rows after it (default 5000)
+  --store-runs N      timed opens, median reported (default 7)
+  --deflate           clients offer permessage-deflate (default off)
+  --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
+  --quick             smoke run: small sizes, short windows
+  --out DIR           results directory (default bench/results)
+  --no-save           do not write result files
+  -h, --help
+`
+
+const { values: a } = parseArgs({
+  options: {
+    servers: { type: 'string' },
+    scenarios: { type: 'string' },
+    clients: { type: 'string' },
+    'nopersist-clients': { type: 'string' },
+    'write-rate': { type: 'string' },
+    'write-window': { type: 'string' },
+    'store-bytes': { type: 'string' },
+    'store-rows': { type: 'string' },
+    'store-runs': { type: 'string' },
+    writers: { type: 'string' },
+    rate: { type: 'string' },
+    warmup: { type: 'string' },
+    window: { type: 'string' },
+    'full-receivers': { type: 'string' },
+    docs: { type: 'string' },
+    'sat-clients': { type: 'string' },
+    'sat-rates': { type: 'string' },
+    'cold-edits': { type: 'string' },
+    'cold-bytes': { type: 'string' },
+    deflate: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'no-save': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false }
+  }
+})
+if (a.help) { process.stdout.write(HELP); process.exit(0) }
+
+const list = (s) => s.split(',').map(x => x.trim()).filter(Boolean)
+const nums = (s) => list(s).map(Number)
+const q = a.quick
+const o = {
+  clients: a.clients ? nums(a.clients) : (q ? [20, 50] : [50, 200, 500]),
+  writers: Number(a.writers || (q ? 5 : 10)),
+  rate: Number(a.rate || 10),
+  warmup: Number(a.warmup || (q ? 1 : 2)),
+  window: Number(a.window || (q ? 3 : 10)),
+  fullReceivers: Number(a['full-receivers'] || (q ? 5 : 10)),
+  docs: Number(a.docs || (q ? 100 : 1000)),
+  satClients: Number(a['sat-clients'] || (q ? 20 : 50)),
+  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 200, 400, 800]),
+  satWarmup: q ? 0.5 : 1,
+  satWindow: q ? 2 : 5,
+  satP99Ms: 100,
+  satMaxS: q ? 30 : 90,
+  coldEdits: Number(a['cold-edits'] || (q ? 2000 : 20000)),
+  coldBytes: Number(a['cold-bytes'] || (q ? 100000 : 1000000)),
+  coldOpens: 4,
+  nopersistClients: a['nopersist-clients'] ? nums(a['nopersist-clients']) : (q ? [20, 50] : [50, 200]),
+  writeRate: Number(a['write-rate'] || 100),
+  writeWindow: Number(a['write-window'] || (q ? 3 : 10)),
+  storeBytes: Number(a['store-bytes'] || (q ? 500000 : 1700000)),
+  storeRows: Number(a['store-rows'] || (q ? 1000 : 5000)),
+  storeRuns: Number(a['store-runs'] || (q ? 3 : 7)),
+  storeTimeoutMs: 300000,
+  coldTimeoutMs: 120000,
+  coldOpenTimeoutMs: 20000,
+  connectBatch: 50,
+  connectTimeoutMs: 30000,
+  drainTimeoutMs: 30000,
+  deflate: a.deflate
+}
+const scenarios = a.scenarios ? list(a.scenarios) : ALL_SCENARIOS
+for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unknown scenario ${s}`); process.exit(2) }
+
+// --- pinning: decide before pinning ourselves (nproc honours affinity)
+const cpus = nproc()
+const pin = !a['no-pin'] && canPin()
+if (pin) spawnSync('taskset', ['-a', '-p', '-c', CPU_PIN.generator, String(process.pid)], { stdio: 'ignore' })
+
+// --- servers
+const wanted = a.servers ? list(a.servers) : Object.keys(SERVERS)
+const servers = []
+const skipped = {}
+for (const name of wanted) {
+  const e = SERVERS[name]
+  if (!e) { console.error(`unknown server ${name}; known: ${Object.keys(SERVERS).join(', ')}`); process.exit(2) }
+  const why = e.available()
+  if (why) {
+    skipped[name] = why
+    console.error(`! skipping ${name}: ${why}`)
+    if (a.servers) process.exitCode = 1
+  } else servers.push(e)
+}
+if (servers.length === 0) { console.error('no server to benchmark'); process.exit(1) }
+
+// --- machine info
+const sh = (cmd, args) => { try { return (spawnSync(cmd, args, { encoding: 'utf8', timeout: 10000 }).stdout || '').trim() } catch (e) { return '' } }
+const pkgVersion = (p) => { try { return JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'node_modules', p, 'package.json'), 'utf8')).version } catch (e) { return null } }
+const machine = {
+  date: new Date().toISOString(),
+  nproc: cpus,
+  cpu_model: (os.cpus()[0] || {}).model,
+  mem_gib: Math.round(os.totalmem() / 2 ** 30),
+  kernel: sh('uname', ['-srm']),
+  node: process.version,
+  python: sh(path.join(BENCH_DIR, '..', '.venv', 'bin', 'python'), ['--version']) || sh('python3', ['--version']),
+  client_packages: Object.fromEntries(['yjs', 'y-protocols', 'lib0', 'ws', '@y/websocket-server'].map(p => [p, pkgVersion(p)])),
+  servers: Object.fromEntries(servers.map(s => [s.name, s.version()])),
+  pinned: pin ? { server_cpu: CPU_PIN.server, generator_cpu: CPU_PIN.generator } : false,
+  ulimit_n: sh('bash', ['-c', 'ulimit -n']),
+  git_commit: sh('git', ['-C', path.join(BENCH_DIR, '..'), 'rev-parse', '--short', 'HEAD']) || null
+}
+console.log(`# collab bench  ${machine.date}`)
+console.log(`  ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.kernel}, node ${machine.node}, ${machine.python}`)
+console.log(`  pinning: ${pin ? `server on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : 'off'}`)
+for (const [k, v] of Object.entries(machine.servers)) console.log(`  ${k}: ${v}`)
+console.log(`  options: ${JSON.stringify(o)}`)
+
+// --- run
+const stamp = machine.date.replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-bench-'))
+const results = []
+let current = null
+const cleanup = async () => { if (current) { try { await current.stop() } catch (e) {} current = null } }
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130) })
+
+const summarize = (r) => {
+  const bits = []
+  for (const k of ['delivered_per_s', 'p50_ms', 'p99_ms', 'server_cpu_us_per_delivery', 'rss_per_connection_kb', 'max_edits_per_s', 'cold_open_ms', 'warm_open_ms', 'rows_per_s', 'transactions_per_s', 'converged', 'error']) {
+    if (r[k] !== undefined) bits.push(`${k}=${r[k]}`)
+  }
+  return bits.join(' ')
+}
+
+const runOne = async (entry, scenario, fn, env) => {
+  const ctx = { tmpdir: fs.mkdtempSync(path.join(tmpRoot, `${entry.name}-${scenario}-`)), env }
+  if (scenario === 'coldload') ctx.persistDir = path.join(ctx.tmpdir, 'persist')
+  const t0 = Date.now()
+  process.stdout.write(`- ${entry.name} / ${scenario} ... `)
+  let r
+  try {
+    current = await startServer(entry, ctx, { pin })
+    r = await fn(current, ctx)
+  } catch (e) {
+    r = { scenario, server: entry.name, error: String(e.stack || e).slice(0, 2000) }
+  }
+  if (current && current.exited()) {
+    r.error = (r.error ? r.error + '; ' : '') + `server exited ${JSON.stringify(current.exited())}`
+    r.server_log_tail = current.log().slice(-2000)
+  }
+  if (current && /Traceback|Error|ERROR/.test(current.log())) {
+    r.server_log_errors = current.log().split('\n').filter(l => /Traceback|Error|ERROR/.test(l)).slice(0, 10)
+  }
+  await cleanup()
+  r.elapsed_s = Math.round((Date.now() - t0) / 100) / 10
+  console.log(`${summarize(r)}  (${r.elapsed_s}s)`)
+  if (r.errors && r.errors.length) console.log(`    errors: ${r.errors.join(' | ')}`)
+  if (r.server_log_errors) console.log(`    server log: ${r.server_log_errors.slice(0, 3).join(' | ')}`)
+  results.push(r)
+}
+
+// 'storeopen': no server; collab's SqlStore + Persistence.load in bench/storage_bench.py
+const storeOpen = () => {
+  const py = path.join(ROOT, '.venv', 'bin', 'python')
+  const args = [path.join(BENCH_DIR, 'storage_bench.py'), '--json', '--snapshot-bytes', String(o.storeBytes), '--log-rows', String(o.storeRows), '--runs', String(o.storeRuns)]
+  const t0 = Date.now()
+  process.stdout.write(`- collab / storeopen (${o.storeBytes} B snapshot + ${o.storeRows} log rows${process.env.BENCH_POSTGRES_URL ? ', SQLite and PostgreSQL' : ', SQLite; BENCH_POSTGRES_URL unset: no PostgreSQL'}) ... `)
+  const r = spawnSync(pin ? 'taskset' : py, pin ? ['-c', CPU_PIN.server, py, ...args] : args, { cwd: ROOT, encoding: 'utf8', timeout: o.storeTimeoutMs, env: process.env })
+  const elapsed = Math.round((Date.now() - t0) / 100) / 10
+  let out = null
+  try { out = JSON.parse((r.stdout || '').trim().split('\n').pop()) } catch (e) {}
+  if (!out) {
+    const res = { scenario: 'storeopen-sqlite', server: 'collab', error: `storage_bench.py failed (exit ${r.status}${r.signal ? ' ' + r.signal : ''}): ${(r.stderr || '').slice(-1500)}`, elapsed_s: elapsed }
+    console.log(`error  (${elapsed}s)`)
+    results.push(res)
+    return
+  }
+  const { databases, ...common } = out
+  const bits = []
+  for (const d of databases) {
+    const res = { scenario: `storeopen-${d.database}`, server: 'collab', ...common, ...d, elapsed_s: elapsed }
+    if (!d.error) {
+      res.open_ms = d.load.median_ms
+      res.db_read_ms = d.db_read.median_ms
+      res.build_ms = d.build.median_ms
+      res.raw_apply_ms = common.raw_apply_snapshot.median_ms
+    }
+    bits.push(d.error ? `${d.database}: ERROR ${d.error}` : `${d.database}: open_ms=${res.open_ms} db_read_ms=${res.db_read_ms} build_ms=${res.build_ms}`)
+    results.push(res)
+  }
+  console.log(`${bits.join('; ')} raw_apply_ms=${common.raw_apply_snapshot.median_ms}  (${elapsed}s)`)
+}
+
+const selected = new Set(servers.map(s => s.name))
+for (const scenario of scenarios) {
+  if (scenario === 'storeopen' || scenario === 'writes') {
+    if (!selected.has('collab')) { console.log(`- ${scenario}: collab only, not selected, skipped`); continue }
+    if (scenario === 'storeopen') storeOpen()
+    else await runOne(SERVERS.collab, `writes-${o.writeRate}`, (srv, ctx) => writerate(srv, o, path.join(ctx.tmpdir, 'bench.db'), path.join(ROOT, '.venv', 'bin', 'python')), WRITES_ENV)
+    continue
+  }
+  for (const entry of servers) {
+    if (entry.scenarios && !entry.scenarios.includes(scenario)) { if (!entry.variantOf) console.log(`- ${entry.name} / ${scenario}: not supported, skipped`); continue }
+    if (scenario === 'fanout') {
+      // a variant (collab-nopersist) runs right after its base server's run of the same size
+      if (entry.variantOf && selected.has(entry.variantOf)) continue
+      const variants = servers.filter(v => v.variantOf === entry.name)
+      for (const n of o.clients) {
+        await runOne(entry, `fanout-${n}`, (srv) => fanout(srv, { ...o, clients: n }))
+        if (o.nopersistClients.includes(n)) for (const v of variants) await runOne(v, `fanout-${n}`, (srv) => fanout(srv, { ...o, clients: n }))
+      }
+    } else if (scenario === 'manydocs') {
+      await runOne(entry, 'manydocs', (srv) => manydocs(srv, o))
+    } else if (scenario === 'saturation') {
+      await runOne(entry, 'saturation', (srv) => saturation(srv, o))
+    } else if (scenario === 'coldload') {
+      await runOne(entry, 'coldload', async (srv, ctx) => {
+        const restart = async () => {
+          await cleanup()
+          ctx.port = undefined
+          current = await startServer(entry, ctx, { pin })
+          return current
+        }
+        const { res } = await coldload(srv, o, restart)
+        return res
+      })
+    }
+  }
+}
+fs.rmSync(tmpRoot, { recursive: true, force: true })
+
+// --- report
+const table = renderTable(results, servers.map(s => s.name))
+const storage = renderStorage(results)
+console.log('')
+console.log(table)
+if (storage) console.log('\n' + storage)
+const failed = results.filter(r => r.error || r.converged === false)
+if (failed.length) {
+  console.log(`\n${failed.length} run(s) failed or did not converge: ${failed.map(r => `${r.server}/${r.scenario}`).join(', ')}`)
+  process.exitCode = 1
+}
+if (!a['no-save']) {
+  const outDir = path.resolve(a.out || path.join(BENCH_DIR, 'results'))
+  fs.mkdirSync(outDir, { recursive: true })
+  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), results }, null, 2) + '\n'
+  const md = `# collab benchmark, ${machine.date}\n\n` +
+    `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
+    `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+    Object.entries(machine.servers).map(([k, v]) => `- ${k}: ${v}\n`).join('') +
+    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
+    `- options: \`${JSON.stringify(o)}\`\n\n` +
+    table + '\n\n' + (storage ? storage + '\n\n' : '') + LEGEND
+  for (const name of [stamp, 'latest']) {
+    fs.writeFileSync(path.join(outDir, `${name}.json`), json)
+    fs.writeFileSync(path.join(outDir, `${name}.md`), md)
+  }
+  console.log(`\nresults: ${path.relative(process.cwd(), path.join(outDir, stamp + '.json'))} (.md), latest.{json,md}`)
+}
+process.exit(process.exitCode ?? 0)

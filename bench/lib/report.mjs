@@ -1,0 +1,120 @@
+// Result table (markdown, also printed) and the headline metric per scenario.
+
+// headline metric per scenario family: [key, label, lower is better]
+const HEADLINE = {
+  fanout: ['server_cpu_us_per_delivery', 'CPU µs/upd', true],
+  manydocs: ['rss_per_connection_kb', 'RSS/conn', true],
+  saturation: ['max_edits_per_s', 'max edits/s', false],
+  coldload: ['cold_open_ms', 'cold open', true],
+  storeopen: ['open_ms', 'open ms', true],
+  writes: ['transactions_per_s', 'write tx/s', true]
+}
+const family = (scenario) => scenario.split('-')[0]
+
+export const headline = (results) => results.map(r => {
+  const h = HEADLINE[family(r.scenario)]
+  return { scenario: r.scenario, server: r.server, metric: h ? h[0] : null, value: h ? r[h[0]] ?? null : null, converged: r.converged ?? null, error: r.error ? String(r.error).split('\n')[0] : null }
+})
+
+const fmt = (v) => v === null || v === undefined ? '–' : typeof v === 'boolean' ? (v ? 'yes' : 'NO') : String(v)
+
+const other = (r) => {
+  const f = family(r.scenario)
+  if (r.error) return `ERROR: ${String(r.error).split('\n')[0].slice(0, 80)}`
+  const noisy = r.other_load_pct > 20 ? `; ⚠ other load ${r.other_load_pct}% CPU` : ''
+  if (f === 'fanout') return `${r.edits_per_s} edits/s → ${r.clients} clients; connect ${r.connect_s}s${noisy}`
+  if (f === 'manydocs') return `RSS ${r.server_rss_before_mb}→${r.server_rss_after_mb} MB = ${r.rss_per_connection_kb} KiB/conn; ${r.connects_per_s} conn/s; after close ${r.server_rss_after_close_mb} MB`
+  if (f === 'saturation') return `${r.max_edits_per_s ? `max ${r.max_edits_per_s}` : `< ${r.steps && r.steps[0] ? r.steps[0].edits_per_s : '?'}`} edits/s with p99 ≤ ${r.p99_limit_ms} ms (stopped ${r.stopped})${noisy}`
+  if (f === 'coldload') return `${r.doc_chars} chars/${r.edits} edits: cold open ${r.cold_open_ms} ms, warm ${r.warm_open_ms} ms; ingest ${r.ingest_edits_per_s} edits/s${r.restarted ? '' : ' (no restart)'}`
+  if (f === 'storeopen') return `${mb(r.snapshot_bytes)} MB snapshot + ${r.log_rows} log rows (${mb(r.log_bytes)} MB): Persistence.load ${r.open_ms} ms = DB read ${r.db_read_ms} + build ${r.build_ms} ms (median of ${r.runs}); raw pycrdt apply of the snapshot ${r.raw_apply_ms} ms`
+  if (f === 'writes') return `${r.edits_per_s} edits/s for ${r.window_s} s → ${r.rows_per_s} rows/s in ${r.transactions_per_s} transactions/s (${r.rows_per_transaction} rows each)`
+  return ''
+}
+
+const mb = (b) => typeof b === 'number' ? (b / 1e6).toFixed(2) : '?'
+const ratio = (x, y) => typeof x === 'number' && typeof y === 'number' && y !== 0 ? Math.round(x / y * 1000) / 1000 : null
+
+// The storage issue's numbers: fan-out with persistence on (collab) vs off
+// (collab-nopersist), time to open a room from a snapshot + log, rows written.
+export const storageSummary = (results) => {
+  const persistence = []
+  for (const off of results.filter(r => r.server === 'collab-nopersist' && family(r.scenario) === 'fanout')) {
+    const on = results.find(r => r.server === 'collab' && r.scenario === off.scenario)
+    if (!on) continue
+    const throughput = ratio(on.delivered_per_s, off.delivered_per_s)
+    persistence.push({
+      scenario: off.scenario,
+      on: { delivered_per_s: on.delivered_per_s, expected_per_s: on.expected_deliveries_per_s, p99_ms: on.p99_ms, server_cpu_us_per_delivery: on.server_cpu_us_per_delivery, other_load_pct: on.other_load_pct, error: on.error ?? null },
+      off: { delivered_per_s: off.delivered_per_s, expected_per_s: off.expected_deliveries_per_s, p99_ms: off.p99_ms, server_cpu_us_per_delivery: off.server_cpu_us_per_delivery, other_load_pct: off.other_load_pct, error: off.error ?? null },
+      throughput_on_off: throughput,
+      p99_on_off: ratio(on.p99_ms, off.p99_ms),
+      cpu_per_update_on_off: ratio(on.server_cpu_us_per_delivery, off.server_cpu_us_per_delivery),
+      within_10pct: throughput === null ? null : throughput >= 0.9
+    })
+  }
+  const open = results.filter(r => family(r.scenario) === 'storeopen').map(r => ({
+    database: r.database, snapshot_bytes: r.snapshot_bytes, log_rows: r.log_rows, open_ms: r.open_ms ?? null, db_read_ms: r.db_read_ms ?? null, build_ms: r.build_ms ?? null, raw_apply_ms: r.raw_apply_ms ?? null, error: r.error ?? null
+  }))
+  const writes = results.filter(r => family(r.scenario) === 'writes').map(r => ({
+    edits_per_s: r.edits_per_s, window_s: r.window_s, rows_per_s: r.rows_per_s ?? null, transactions_per_s: r.transactions_per_s ?? null, rows_per_transaction: r.rows_per_transaction ?? null, error: r.error ?? null
+  }))
+  return { persistence_on_off: persistence, open_from_snapshot_and_log: open, rows_written: writes }
+}
+
+export const renderStorage = (results) => {
+  const s = storageSummary(results)
+  const out = []
+  const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
+  if (s.persistence_on_off.length) {
+    out.push('### Persistence on (collab) vs off (collab-nopersist), fan-out; goal: on ≥ 90 % of off\n')
+    out.push(table(['scenario', 'upd/s on', 'upd/s off', 'on/off', 'p99 ms on', 'p99 ms off', 'CPU µs/upd on', 'CPU µs/upd off', 'CPU on/off', 'within 10 %'],
+      s.persistence_on_off.map(p => [p.scenario, p.on.delivered_per_s, p.off.delivered_per_s, p.throughput_on_off, p.on.p99_ms, p.off.p99_ms, p.on.server_cpu_us_per_delivery, p.off.server_cpu_us_per_delivery, p.cpu_per_update_on_off, p.within_10pct])))
+  }
+  if (s.open_from_snapshot_and_log.length) {
+    out.push('\n### Open a room from a snapshot + log (Persistence.load; median)\n')
+    out.push(table(['database', 'snapshot MB', 'log rows', 'open ms', 'DB read ms', 'build ms', 'raw apply of snapshot ms'],
+      s.open_from_snapshot_and_log.map(d => d.error ? [d.database, mb(d.snapshot_bytes), d.log_rows, `ERROR: ${String(d.error).slice(0, 80)}`, '–', '–', '–'] : [d.database, mb(d.snapshot_bytes), d.log_rows, d.open_ms, d.db_read_ms, d.build_ms, d.raw_apply_ms])))
+  }
+  if (s.rows_written.length) {
+    out.push('\n### Rows written (collab serve, SQLite, flush every 100 ms, no compaction)\n')
+    out.push(table(['edits/s', 'seconds', 'rows/s', 'transactions/s', 'rows/transaction'],
+      s.rows_written.map(w => w.error ? [w.edits_per_s, w.window_s, `ERROR: ${String(w.error).slice(0, 80)}`, '–', '–'] : [w.edits_per_s, w.window_s, w.rows_per_s, w.transactions_per_s, w.rows_per_transaction])))
+  }
+  return out.length ? '## Storage\n\n' + out.join('\n') : ''
+}
+
+export const renderTable = (results, serverNames) => {
+  const head = ['scenario', 'server', 'delivered upd/s', 'p50 ms', 'p99 ms', 'converged', 'srv CPU %', 'srv CPU µs/upd', 'gen CPU %', 'srv RSS MB', 'details']
+  const withRatio = serverNames.length > 1 && serverNames.includes('collab')
+  if (withRatio) head.push('vs collab')
+  const rows = [head, head.map(() => '---')]
+  for (const r of results) {
+    const row = [r.scenario, r.server, r.delivered_per_s, r.p50_ms, r.p99_ms, r.converged, r.server_cpu_pct, r.server_cpu_us_per_delivery, r.gen_cpu_pct, r.server_rss_mb, other(r)].map(fmt)
+    if (withRatio) {
+      const h = HEADLINE[family(r.scenario)]
+      const base = results.find(x => x.server === 'collab' && x.scenario === r.scenario)
+      let cell = '–'
+      if (h && base && r.server !== 'collab' && typeof r[h[0]] === 'number' && typeof base[h[0]] === 'number' && base[h[0]] !== 0) {
+        cell = `${(r[h[0]] / base[h[0]]).toFixed(2)}× ${h[1]}`
+      } else if (r.server === 'collab') cell = '1×'
+      row.push(cell)
+    }
+    rows.push(row)
+  }
+  return rows.map(r => `| ${r.join(' | ')} |`).join('\n')
+}
+
+export const LEGEND = `## Columns
+
+- **delivered upd/s**: (edit, receiving client) deliveries per second during the window; an edit counts as delivered to a client when that client's state vector for the writer reaches the edit's clock.
+- **p50/p99 ms**: delivery latency (send → state vector reached) of the edits sent inside the window, over all receiving clients.
+- **converged**: every edit reached every client after the drain, every full Y.Doc client has the same text as the writers, and a client connecting afterwards gets that text from the server.
+- **srv CPU %** / **µs/upd**: user+system CPU of the server process (and its children) from /proc/PID/stat over the window, as % of one core and per delivered update.
+- **gen CPU %**: CPU of the load generator over the window (100 % = its whole core: the generator, not the server, may be the bottleneck).
+- **⚠ other load**: CPU time used on the machine by other programs during the window (busy time from /proc/stat minus server, generator and softirq); above 20 % of a core the numbers are disturbed.
+- **srv RSS MB**: VmRSS of the server process (and children) after the window.
+- **collab-nopersist**: collab with \`COLLAB_FLUSH_INTERVAL=3600 COLLAB_SNAPSHOT_INTERVAL=3600 COLLAB_SNAPSHOT_THRESHOLD=100000000\` (nothing written during the window), run right after collab's run of the same size; the Storage section gives the on/off ratios (throughput: on/off ≥ 0.9 is the goal).
+- **storeopen-DB**: \`bench/storage_bench.py\`: a snapshot (a Y.Text built from many random-position edits, written by \`SqlStore.append\` + \`compact\`) plus log rows (real incremental updates of the same document, appended 10 at a time) in a fresh migrated database; **open ms** = \`Persistence(store).load(doc_id)\`, **DB read** = \`store.load\`, **build** = \`state.build_doc\`, **raw apply** = one pycrdt \`apply_update\` of the snapshot alone; medians.
+- **writes-R**: one client doing R edits/s against \`collab serve\` (SQLite, default 100 ms flush, compaction off); rows in \`updates\` afterwards per second, and distinct \`created_at\` values (one per flush transaction) per second.
+- **vs collab**: the scenario's headline metric (fan-out: CPU µs/upd; manydocs: RSS per connection; saturation: max edits/s; cold load: cold open time) of that server divided by collab's.
+`
