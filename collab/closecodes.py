@@ -33,3 +33,22 @@ REASONS: dict[CloseCode, str] = {
     CloseCode.FORBIDDEN: "no permission for this document",
     CloseCode.DOCUMENT_DELETED: "document deleted",
 }
+
+
+_CLOSE_REASONS: dict[int, str] = {
+    CloseCode.TRY_AGAIN_LATER: "slow_consumer",
+    CloseCode.MESSAGE_TOO_BIG: "too_big",
+    CloseCode.INVALID_PAYLOAD: "malformed",
+    CloseCode.UNSUPPORTED_DATA: "malformed",
+    CloseCode.POLICY_VIOLATION: "rate_limit",
+    CloseCode.UNAUTHORIZED: "auth",
+    CloseCode.FORBIDDEN: "auth",
+    CloseCode.INTERNAL_ERROR: "server_error",
+    CloseCode.SERVICE_RESTART: "restart",
+    CloseCode.DOCUMENT_DELETED: "deleted",
+}
+
+
+def close_reason(code: int | None) -> str:
+    """The metrics label for why a peer was closed; "client" when it left by itself."""
+    return _CLOSE_REASONS.get(code or 0, "client")

@@ -19,17 +19,18 @@ from .protocol import (
     SyncType,
 )
 from .room import Room
+from .stats import Stats
 
 log = logging.getLogger("collab.handler")
 
 
 class ProtocolHandler:
-    __slots__ = ("denied_writes", "peer", "room")
+    __slots__ = ("peer", "room", "stats")
 
-    def __init__(self, peer: Peer, room: Room) -> None:
+    def __init__(self, peer: Peer, room: Room, stats: Stats) -> None:
         self.peer = peer
         self.room = room
-        self.denied_writes = 0
+        self.stats = stats
 
     def receive(self, frame: bytes) -> None:
         """Handle one frame; raises ProtocolError, leaving the room unchanged, if it is bad."""
@@ -53,13 +54,15 @@ class ProtocolHandler:
                 raise ProtocolError("malformed state vector") from None
             self.peer.send(protocol.sync_step2(missing))
             return
+        if message.payload == protocol.EMPTY_UPDATE:
+            return  # what a client with nothing new answers to sync step 1
         if not self.peer.can_write:
-            if message.payload != protocol.EMPTY_UPDATE:
-                self.denied_writes += 1
-                log.warning(
-                    "read-only peer %s tried to change %r; refused", self.peer.id, self.room.doc_id
-                )
-                self.peer.send(protocol.permission_denied("read-only"))
+            self.stats.updates_refused += 1
+            log.warning(
+                "read-only peer %s tried to change %r; refused", self.peer.id, self.room.doc_id
+            )
+            self.peer.send(protocol.permission_denied("read-only"))
             return
+        self.stats.updates_received += 1
         forward = frame if message.kind is SyncType.UPDATE else None
         self.room.apply_update(message.payload, self.peer, forward)

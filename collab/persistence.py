@@ -36,6 +36,10 @@ class LoadError(RuntimeError):
     pass
 
 
+# Told how long an operation ("flush", "snapshot") took, in seconds.
+Observer = Callable[[str, float], None]
+
+
 class Persistence:
     def __init__(
         self,
@@ -46,6 +50,7 @@ class Persistence:
         snapshot_threshold: int = 500,
         retry_max_delay: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        observe: Observer | None = None,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
@@ -55,6 +60,7 @@ class Persistence:
         self.healthy = True
         self.last_error = ""
         self._clock = clock
+        self._observe = observe
         self._pending: dict[str, list[bytes]] = {}
         self._log_rows: dict[str, int] = {}
         self._changed_at: dict[str, float] = {}  # doc id -> first change since its snapshot
@@ -115,6 +121,7 @@ class Persistence:
             if not batch:
                 return True
             count = len(batch)
+            started = time.perf_counter()
             try:
                 rows = await self.store.append(doc_id, batch[:count])
             except DocumentDeleted:
@@ -127,6 +134,8 @@ class Persistence:
                     merged, pending = compact(None, batch)
                     batch[:] = [merged, *(batch[i] for i in pending)]
                 return False
+            if self._observe is not None:
+                self._observe("flush", time.perf_counter() - started)
             del batch[:count]
             if not batch:
                 del self._pending[doc_id]
@@ -139,11 +148,14 @@ class Persistence:
 
     async def compact(self, doc_id: str) -> bool:
         async with self._lock(doc_id):
+            started = time.perf_counter()
             try:
                 await self.store.compact(doc_id)
             except Exception as exc:
                 self._failed(f"compacting {doc_id!r}", exc)
                 return False
+            if self._observe is not None:
+                self._observe("snapshot", time.perf_counter() - started)
             self._log_rows[doc_id] = 0
             self._changed_at.pop(doc_id, None)
             self._compact_due.discard(doc_id)

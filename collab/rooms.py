@@ -36,12 +36,14 @@ class RoomRegistry:
         releaser: Releaser | None = None,
         release_delay: float = 10.0,
         keepalive_interval: float = 10.0,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self._loader = loader
         self._attach = attach
         self._releaser = releaser
         self.release_delay = release_delay
         self.keepalive_interval = keepalive_interval
+        self._observe = observe
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -111,7 +113,10 @@ class RoomRegistry:
             self.rooms[doc_id] = room
         finally:
             del self._loading[doc_id]
-        log.debug("room %r loaded in %.1f ms", doc_id, (time.perf_counter() - started) * 1000)
+        seconds = time.perf_counter() - started
+        if self._observe is not None:
+            self._observe("load", seconds)
+        log.debug("room %r loaded in %.1f ms", doc_id, seconds * 1000)
         return room
 
     def _schedule_close(self, room: Room, delay: float) -> None:

@@ -30,6 +30,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/api/stats", stats),
         Route("/api/documents", list_documents, methods=["GET"]),
         Route("/api/documents", create_document, methods=["POST"]),
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
@@ -54,6 +55,19 @@ async def readyz(request: Request) -> Response:
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, 503)
     return JSONResponse({"status": "ready"})
+
+
+async def stats(request: Request) -> Response:
+    registry: RoomRegistry = request.app.state.registry
+    rooms = {doc_id: len(room.peers) for doc_id, room in registry.rooms.items()}
+    return JSONResponse(
+        {
+            "rooms": len(rooms),
+            "peers": sum(rooms.values()),
+            "unwritten_updates": request.app.state.persistence.pending_updates,
+            "peers_by_room": rooms,
+        }
+    )
 
 
 async def list_documents(request: Request) -> Response:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,8 +23,10 @@ from ..persistence import Persistence
 from ..rooms import RoomRegistry
 from ..settings import Settings
 from ..sqlstore import SqlStore, create_engine
+from ..stats import Stats
 from . import api
 from .errors import ApiError, api_error, http_error
+from .metrics import RuntimeCollector, Timings, metrics_endpoint
 from .ws import SyncEndpoint
 
 log = logging.getLogger("collab.app")
@@ -32,6 +35,9 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def create_app(settings: Settings) -> Starlette:
+    stats = Stats()
+    metrics = CollectorRegistry()
+    timings = Timings(metrics)
     engine = create_engine(settings.database_url)
     store = SqlStore(engine)
     persistence = Persistence(
@@ -40,6 +46,7 @@ def create_app(settings: Settings) -> Starlette:
         snapshot_interval=settings.snapshot_interval,
         snapshot_threshold=settings.snapshot_threshold,
         retry_max_delay=settings.retry_max_delay,
+        observe=timings.observe,
     )
     registry = RoomRegistry(
         persistence.load,
@@ -47,7 +54,9 @@ def create_app(settings: Settings) -> Starlette:
         releaser=persistence.release,
         release_delay=settings.room_release_delay,
         keepalive_interval=settings.keepalive_interval,
+        observe=timings.observe,
     )
+    metrics.register(RuntimeCollector(registry, persistence, stats))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,7 +76,8 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *api.routes(),
-            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings)),
+            Route("/metrics", metrics_endpoint),
+            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings, stats)),
             *_pages(),
         ],
         lifespan=lifespan,
@@ -76,6 +86,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.persistence = persistence
     app.state.registry = registry
+    app.state.metrics = metrics
     return app
 
 

@@ -19,6 +19,7 @@ from ..protocol import ProtocolError, UnknownMessage
 from ..room import Room
 from ..rooms import RoomRegistry
 from ..settings import Settings
+from ..stats import Stats
 from ..store import DocumentDeleted
 from .errors import error_body
 
@@ -47,9 +48,10 @@ class AsgiTransport:
 class SyncEndpoint:
     """ASGI app for ``/ws/{doc_id}``."""
 
-    def __init__(self, registry: RoomRegistry, settings: Settings) -> None:
+    def __init__(self, registry: RoomRegistry, settings: Settings, stats: Stats) -> None:
         self.registry = registry
         self.settings = settings
+        self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -95,9 +97,10 @@ class SyncEndpoint:
             max_bytes=settings.send_queue_bytes,
         )
         log.info("open doc=%s peer=%s client=%s", room.doc_id, peer.id, client)
+        self.stats.peers_opened += 1
         room.join(peer)
         try:
-            await self._read(receive, peer, ProtocolHandler(peer, room))
+            await self._read(receive, peer, ProtocolHandler(peer, room, self.stats))
         except asyncio.CancelledError:
             if not transport.aborted:
                 raise
@@ -105,6 +108,7 @@ class SyncEndpoint:
         finally:
             room.leave(peer)
         await peer.wait_closed()
+        self.stats.peer_closed(peer)
         log.info(
             "close doc=%s peer=%s client=%s duration=%.1fs code=%s reason=%r",
             room.doc_id,
@@ -117,6 +121,7 @@ class SyncEndpoint:
 
     async def _read(self, receive: Receive, peer: Peer, handler: ProtocolHandler) -> None:
         max_size = self.settings.max_message_size
+        stats = self.stats
         while peer.state is PeerState.OPEN:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -133,6 +138,8 @@ class SyncEndpoint:
                 _refuse(peer, f"a {len(data)}-byte message")
                 peer.close(CloseCode.MESSAGE_TOO_BIG)
             else:
+                stats.frames_received += 1
+                stats.bytes_received += len(data)
                 try:
                     handler.receive(data)
                 except UnknownMessage as exc:

@@ -1,0 +1,100 @@
+"""Prometheus metrics: the core's counters and gauges read at scrape time, and the
+durations of database operations. Each process exposes its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..persistence import Persistence
+from ..rooms import RoomRegistry
+from ..stats import Stats
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Timings:
+    """Durations of database operations, observed as they happen."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._histograms = {
+            operation: Histogram(name, help_text, buckets=_BUCKETS, registry=registry)
+            for operation, name, help_text in (
+                ("flush", "collab_flush_seconds", "Time to write one room's queued updates"),
+                ("snapshot", "collab_snapshot_seconds", "Time to compact a document's log"),
+                ("load", "collab_room_load_seconds", "Time to open a room from the database"),
+            )
+        }
+
+    def observe(self, operation: str, seconds: float) -> None:
+        self._histograms[operation].observe(seconds)
+
+
+class RuntimeCollector(Collector):
+    """The core's counters and gauges, read when Prometheus scrapes."""
+
+    def __init__(self, rooms: RoomRegistry, persistence: Persistence, stats: Stats) -> None:
+        self.rooms = rooms
+        self.persistence = persistence
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        peers = [peer for room in self.rooms.rooms.values() for peer in room.peers]
+        yield GaugeMetricFamily("collab_rooms_open", "Rooms held in memory", len(self.rooms.rooms))
+        yield GaugeMetricFamily("collab_peers_connected", "Connected peers", len(peers))
+        yield GaugeMetricFamily(
+            "collab_unwritten_updates",
+            "Accepted updates waiting to be written to the database",
+            self.persistence.pending_updates,
+        )
+        yield GaugeMetricFamily(
+            "collab_database_healthy",
+            "1 while database writes succeed",
+            1 if self.persistence.healthy else 0,
+        )
+        yield CounterMetricFamily(
+            "collab_peers_opened", "Peers accepted since start", stats.peers_opened
+        )
+        closed = CounterMetricFamily(
+            "collab_peers_closed", "Peers closed, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats.peers_closed.items()):
+            closed.add_metric([reason], count)
+        yield closed
+        yield CounterMetricFamily(
+            "collab_updates_received",
+            "Document updates accepted from peers",
+            stats.updates_received,
+        )
+        yield CounterMetricFamily(
+            "collab_updates_refused",
+            "Document updates refused (read-only peers)",
+            stats.updates_refused,
+        )
+        yield CounterMetricFamily(
+            "collab_messages_received", "WebSocket messages received", stats.frames_received
+        )
+        yield CounterMetricFamily(
+            "collab_messages_sent",
+            "WebSocket messages sent",
+            stats.frames_sent + sum(peer.frames_sent for peer in peers),
+        )
+        yield CounterMetricFamily(
+            "collab_received_bytes", "Bytes of WebSocket messages received", stats.bytes_received
+        )
+        yield CounterMetricFamily(
+            "collab_sent_bytes",
+            "Bytes of WebSocket messages sent",
+            stats.bytes_sent + sum(peer.bytes_sent for peer in peers),
+        )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
