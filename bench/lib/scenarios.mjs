@@ -170,6 +170,19 @@ const convergence = async (server, doc, peers, deflate) => {
 
 // ---------------------------------------------------------------------------
 // (1) fan-out: one document, N clients, W writers × R edits/s.
+// Connects every peer; on failure records why in `res`, closes them all and returns false.
+const connectOrFail = async (peers, res, server, o) => {
+  try {
+    await connectAll(peers, o.connectBatch, o.connectTimeoutMs)
+    return true
+  } catch (e) {
+    res.error = `connect failed: ${e.message}`
+    res.errors = collectErrors(peers, server)
+    peers.forEach(p => p.close())
+    return false
+  }
+}
+
 export const fanout = async (server, o) => {
   const doc = `fanout-${o.clients}-${rid()}`
   const tracker = new Tracker()
@@ -181,14 +194,7 @@ export const fanout = async (server, o) => {
   const res = { scenario: `fanout-${n}`, server: server.entry.name, clients: n, writers: w, rate_per_writer: o.rate, full_receivers: full, warmup_s: o.warmup, window_s: o.window }
   const t0 = performance.now()
   const cpuC0 = cpuMicros(server.pid)
-  try {
-    await connectAll(peers, o.connectBatch, o.connectTimeoutMs)
-  } catch (e) {
-    res.error = `connect failed: ${e.message}`
-    res.errors = collectErrors(peers, server)
-    peers.forEach(p => p.close())
-    return res
-  }
+  if (!await connectOrFail(peers, res, server, o)) return res
   res.connect_s = round((performance.now() - t0) / 1000)
   res.server_cpu_us_per_connect = round((cpuMicros(server.pid) - cpuC0) / n, 0)
   Object.assign(res, await measureWindow({ server, peers, writers, tracker, rate: o.rate, warmupS: o.warmup, windowS: o.window, str: 'abcd', drainTimeoutMs: o.drainTimeoutMs }))
@@ -225,14 +231,7 @@ export const manydocs = async (server, o) => {
     peers.push(a, b)
   }
   const t0 = performance.now()
-  try {
-    await connectAll(peers, o.connectBatch, o.connectTimeoutMs)
-  } catch (e) {
-    res.error = `connect failed: ${e.message}`
-    res.errors = collectErrors(peers, server)
-    peers.forEach(p => p.close())
-    return res
-  }
+  if (!await connectOrFail(peers, res, server, o)) return res
   const connectS = (performance.now() - t0) / 1000
   const cpu1 = cpuMicros(server.pid)
   // one small edit per document, from a, must reach b
@@ -283,14 +282,7 @@ export const saturation = async (server, o) => {
   const peers = makePeers({ server, doc, n, writers: w, full, tracker, deflate: o.deflate })
   const writers = peers.slice(0, w)
   const res = { scenario: `saturation-${n}`, server: server.entry.name, clients: n, writers: w, p99_limit_ms: o.satP99Ms, steps: [] }
-  try {
-    await connectAll(peers, o.connectBatch, o.connectTimeoutMs)
-  } catch (e) {
-    res.error = `connect failed: ${e.message}`
-    res.errors = collectErrors(peers, server)
-    peers.forEach(p => p.close())
-    return res
-  }
+  if (!await connectOrFail(peers, res, server, o)) return res
   let best = null
   const tEnd = performance.now() + o.satMaxS * 1000
   const okStep = (m) => m.p99_ms !== null && m.p99_ms <= o.satP99Ms && m.delivered_per_s >= 0.9 * m.expected_deliveries_per_s && m.undelivered_after_drain === 0
