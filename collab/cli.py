@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: str = args.command
     if command == "migrate":
         return _migrate(settings)
+    if command == "token":
+        return _token(settings, args)
     return _serve(settings)
 
 
@@ -45,6 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (COLLAB_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (COLLAB_PORT, default 8000)")
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
+    token = commands.add_parser(
+        "token", help="print an access token signed with COLLAB_AUTH_SECRET"
+    )
+    token.add_argument("--sub", required=True, help="the user the token names")
+    token.add_argument(
+        "--doc",
+        action="append",
+        dest="docs",
+        metavar="PATTERN",
+        help="document ids it covers, as glob patterns (repeatable; default: all)",
+    )
+    token.add_argument("--read-only", action="store_true", help="may read, not change")
+    token.add_argument("--ttl", type=float, default=3600, help="seconds it is valid (3600)")
     return parser
 
 
@@ -53,6 +68,20 @@ def _migrate(settings: Settings) -> int:
 
     migrate.upgrade(settings.database_url)
     print("collab: database is up to date", file=sys.stderr)
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from .auth import issue
+
+    if not settings.auth_secret:
+        print("collab: error: COLLAB_AUTH_SECRET is not set", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("collab: error: --ttl must be positive", file=sys.stderr)
+        return 2
+    docs = args.docs or ["*"]
+    print(issue(settings.auth_secret, args.sub, docs, read_only=args.read_only, ttl=args.ttl))
     return 0
 
 

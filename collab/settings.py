@@ -72,6 +72,38 @@ class Settings:
         default=10.0,
         metadata={"help": "seconds allowed for writing rooms at shutdown", "min": 0.1},
     )
+    auth_secret: str = field(
+        default="",
+        metadata={
+            "help": "HS256 secret; when set, every WebSocket and API call needs a token",
+            "secret": True,
+        },
+    )
+    auth_public_key: str = field(
+        default="",
+        metadata={
+            "help": "PEM public key (or a path to one) accepting RS256/ES256 tokens too",
+            "secret": True,
+        },
+    )
+    allowed_origins: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated Origins allowed to open WebSockets (empty: the same host)"
+        },
+    )
+    max_connections_per_client: int = field(
+        default=64,
+        metadata={"help": "WebSockets one client address may hold at once (429 above)", "min": 1},
+    )
+    messages_per_second: float = field(
+        default=1000.0,
+        metadata={"help": "messages one connection may send per second (1008 above)", "min": 1},
+    )
+    bytes_per_second: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"help": "bytes one connection may send per second (1008 above)", "min": 1024},
+    )
     log_level: str = field(
         default="info",
         metadata={
@@ -113,11 +145,31 @@ class Settings:
             if "choices" in meta and value not in meta["choices"]:
                 choices = ", ".join(meta["choices"])
                 raise SettingsError(f"{env_name(f.name)}={value!r} is not one of: {choices}")
+        if self.auth_secret and len(self.auth_secret.encode()) < 32:
+            raise SettingsError("COLLAB_AUTH_SECRET must be at least 32 bytes long")
+        if self.auth_public_key and not self.public_key_pem.startswith("-----BEGIN"):
+            raise SettingsError(
+                "COLLAB_AUTH_PUBLIC_KEY is neither a PEM key nor a file holding one"
+            )
         if "+" not in self.database_url.split("://", 1)[0]:
             raise SettingsError(
                 f"COLLAB_DATABASE_URL={self.database_url!r} must name an async driver, "
                 "e.g. sqlite+aiosqlite:///collab.db or postgresql+asyncpg://user@host/db"
             )
+
+    @property
+    def public_key_pem(self) -> str:
+        key = self.auth_public_key.strip()
+        if key and not key.startswith("-----BEGIN") and os.path.isfile(key):
+            with open(key) as file:
+                return file.read().strip()
+        return key
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
 
 
 def env_name(field_name: str) -> str:
@@ -127,7 +179,11 @@ def env_name(field_name: str) -> str:
 def describe() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, for --help and the README."""
     return [
-        (env_name(f.name), str(f.default), str(f.metadata.get("help", "")))
+        (
+            env_name(f.name),
+            str(f.default) if f.default != "" else "(unset)",
+            str(f.metadata.get("help", "")),
+        )
         for f in dataclasses.fields(Settings)
     ]
 

@@ -31,7 +31,10 @@ async def test_slow_peer_is_closed_and_others_keep_flowing(
 ) -> None:
     # Compaction is off here: its allocator slack (RSS swinging by ~20 MB, with no
     # upward trend over 400 MB of traffic) would hide what this test looks for.
+    # The writer floods on purpose: the rate limits (tested elsewhere) are lifted.
     server = start_server(
+        messages_per_second="1000000",
+        bytes_per_second=str(2**40),
         send_queue_bytes=str(4 * 1024 * 1024),
         snapshot_threshold="100000000",
         snapshot_interval="3600",

@@ -116,23 +116,24 @@ def caret_label(page: Page, name: str) -> Locator:
     return page.locator(f'#editor .collaboration-carets__label[data-name="{name}"]')
 
 
-def expect_server_text(page: Page, doc_id: str, *texts: str) -> None:
+def expect_server_text(page: Page, doc_id: str, *texts: str, token: str = "") -> None:
     """Waits until the server's plain-text view of the document holds every text."""
     # One fetch in flight at a time; the predicate itself stays synchronous because
     # wait_for_function does not await a returned promise.
     page.wait_for_function(
-        """([id, texts]) => {
+        """([id, texts, token]) => {
             const probe = (window.__serverText ??= { body: "", pending: false })
             if (!probe.pending) {
                 probe.pending = true
-                fetch(`/api/documents/${encodeURIComponent(id)}/text`)
+                const headers = token ? { Authorization: `Bearer ${token}` } : {}
+                fetch(`/api/documents/${encodeURIComponent(id)}/text`, { headers })
                     .then((response) => (response.ok ? response.text() : ""))
                     .catch(() => "")
                     .then((body) => { probe.body = body; probe.pending = false })
             }
             return texts.every((text) => probe.body.includes(text))
         }""",
-        arg=[doc_id, list(texts)],
+        arg=[doc_id, list(texts), token],
         polling=250,
         timeout=TIMEOUT_MS,
     )
@@ -277,3 +278,42 @@ def test_deleting_a_document_disconnects_and_explains(
     late.goto(f"{base_url}/d/{doc_id}")
     expect(late.locator("#banner")).to_contain_text("deleted")
     expect(status(late)).to_have_attribute("data-state", "closed")
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from .support import CollabServer, migrate
+    from .test_auth import SECRET
+
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('secured') / 'collab.db'}"
+    migrate(url)
+    server = CollabServer(url, {"COLLAB_AUTH_SECRET": SECRET}).start()
+    yield server
+    server.stop()
+
+
+def test_tokens_in_the_editor(secured_server: Any, new_context: ContextFactory) -> None:
+    from .test_auth import token
+
+    base_url = secured_server.base_url
+    doc_id = new_doc_id()
+    member = token()
+    writer = open_editor(new_context(), base_url, f"{doc_id}?token={member}", "Wren")
+    type_at_end(writer, "Only for members.")
+    expect_server_text(writer, doc_id, "Only for members.", token=member)
+
+    # A read-only link: the text arrives, typing is off and the page says so.
+    reader = new_context().new_page()
+    reader.goto(f"{base_url}/d/{doc_id}?token={token(mode='ro')}")
+    dialog = reader.get_by_role("dialog")
+    dialog.get_by_label("Your name").fill("Reed")
+    dialog.get_by_role("button", name="Start editing").click()
+    expect(editor(reader)).to_contain_text("Only for members.")
+    expect(reader.locator("#readonly-badge")).to_be_visible()
+    expect(editor(reader)).not_to_be_editable()
+
+    # No token at all: a clear refusal instead of a spinner, and no text.
+    stranger = new_context().new_page()
+    stranger.goto(f"{base_url}/d/{doc_id}")
+    expect(stranger.locator("#banner")).to_contain_text("access")
+    expect(editor(stranger)).not_to_contain_text("Only for members.")

@@ -81,6 +81,10 @@ export const SERVERS = {
     env: (ctx) => ({
       ...process.env,
       COLLAB_DATABASE_URL: `sqlite+aiosqlite:///${path.join(ctx.tmpdir, 'bench.db')}`,
+      // Every simulated client comes from 127.0.0.1 and writers go up to 800 edits/s:
+      // lift the per-address and per-connection abuse limits out of the way.
+      COLLAB_MAX_CONNECTIONS_PER_CLIENT: '100000',
+      COLLAB_MESSAGES_PER_SECOND: '100000',
       ...(ctx.env || {}) // per-scenario settings (e.g. the write-rate scenario's)
     }),
     prepare (ctx) {

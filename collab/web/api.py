@@ -18,6 +18,7 @@ from ..persistence import Persistence
 from ..plaintext import plain_text
 from ..rooms import RoomRegistry
 from ..store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound
+from .access import Access
 from .errors import ApiError
 
 log = logging.getLogger("collab.api")
@@ -58,6 +59,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
+    _access(request).grant(request, "*")
     registry: RoomRegistry = request.app.state.registry
     rooms = {doc_id: len(room.peers) for doc_id, room in registry.rooms.items()}
     return JSONResponse(
@@ -71,11 +73,14 @@ async def stats(request: Request) -> Response:
 
 
 async def list_documents(request: Request) -> Response:
+    grant = _access(request).grant(request)
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 2**31)
     store = request.app.state.persistence.store
     documents = await store.list_documents(limit + 1, offset)
-    body: dict[str, Any] = {"documents": [_document(d) for d in documents[:limit]]}
+    # A page holds the documents the token covers among the next `limit` of all.
+    visible = [_document(d) for d in documents[:limit] if grant.covers(d.id)]
+    body: dict[str, Any] = {"documents": visible}
     body["next_offset"] = offset + limit if len(documents) > limit else None
     return JSONResponse(body)
 
@@ -91,6 +96,7 @@ async def create_document(request: Request) -> Response:
             "bad_doc_id",
             "id must be 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
         )
+    _access(request).grant(request, doc_id, write=True)
     try:
         info = await request.app.state.persistence.store.create_document(doc_id)
     except DocumentExists:
@@ -108,7 +114,7 @@ async def get_document(request: Request) -> Response:
 
 
 async def delete_document(request: Request) -> Response:
-    doc_id = _doc_id(request)
+    doc_id = _doc_id(request, write=True)
     try:
         await request.app.state.persistence.store.delete_document(doc_id)
     except DocumentNotFound:
@@ -133,11 +139,18 @@ async def document_text(request: Request) -> Response:
     return PlainTextResponse(plain_text(state))
 
 
-def _doc_id(request: Request) -> str:
+def _doc_id(request: Request, *, write: bool = False) -> str:
+    """The route's document id, once the caller's token is checked for it."""
     doc_id: str = request.path_params["doc_id"]
     if not docid.is_valid(doc_id):
         raise ApiError(404, "not_found", "no such document")
+    _access(request).grant(request, doc_id, write=write)
     return doc_id
+
+
+def _access(request: Request) -> Access:
+    access: Access = request.app.state.access
+    return access
 
 
 def _document(info: DocumentInfo) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from ..auth import TokenVerifier
 from ..closecodes import CloseCode
 from ..migrate import check_schema
 from ..persistence import Persistence
@@ -25,6 +26,7 @@ from ..settings import Settings
 from ..sqlstore import SqlStore, create_engine
 from ..stats import Stats
 from . import api
+from .access import Access
 from .errors import ApiError, api_error, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint
 from .ws import SyncEndpoint
@@ -57,10 +59,25 @@ def create_app(settings: Settings) -> Starlette:
         observe=timings.observe,
     )
     metrics.register(RuntimeCollector(registry, persistence, stats))
+    verifier = (
+        TokenVerifier(settings.auth_secret, settings.public_key_pem)
+        if settings.auth_secret or settings.auth_public_key
+        else None
+    )
+    access = Access(
+        verifier,
+        origins=settings.origins,
+        max_connections_per_client=settings.max_connections_per_client,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await check_schema(engine)
+        if verifier is None:
+            log.warning(
+                "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may read "
+                "and change every document"
+            )
         persistence.start()
         registry.start()
         log.info("serving on %s", engine.url.render_as_string(hide_password=True))
@@ -77,7 +94,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *api.routes(),
             Route("/metrics", metrics_endpoint),
-            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings, stats)),
+            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings, stats, access)),
             *_pages(),
         ],
         lifespan=lifespan,
@@ -87,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.persistence = persistence
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.access = access
     return app
 
 

@@ -12,16 +12,19 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import docid
-from ..closecodes import CloseCode
+from ..auth import Grant
+from ..closecodes import CloseCode, close_reason
 from ..handler import ProtocolHandler
 from ..peer import Peer, PeerState
 from ..protocol import ProtocolError, UnknownMessage
+from ..ratelimit import TokenBucket
 from ..room import Room
 from ..rooms import RoomRegistry
 from ..settings import Settings
 from ..stats import Stats
 from ..store import DocumentDeleted
-from .errors import error_body
+from .access import Access
+from .errors import ApiError, error_body
 
 log = logging.getLogger("collab.ws")
 
@@ -48,10 +51,13 @@ class AsgiTransport:
 class SyncEndpoint:
     """ASGI app for ``/ws/{doc_id}``."""
 
-    def __init__(self, registry: RoomRegistry, settings: Settings, stats: Stats) -> None:
+    def __init__(
+        self, registry: RoomRegistry, settings: Settings, stats: Stats, access: Access
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.stats = stats
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -66,6 +72,31 @@ class SyncEndpoint:
                 "document ids are 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
             )
             return
+        # Everything is checked before the socket is accepted: a refused client gets
+        # an HTTP error and not one byte of the document.
+        try:
+            self.access.check_origin(websocket)
+            grant = self.access.grant(websocket, doc_id)
+            self.access.open_connection(scope["client"][0] if scope.get("client") else "")
+        except ApiError as refused:
+            self.stats.peers_closed[close_reason(_REFUSAL_CODES.get(refused.status))] += 1
+            log.warning("refused %s on %r: %s", client, doc_id, refused.detail)
+            await _deny(websocket, refused.status, refused.error, refused.detail)
+            return
+        try:
+            await self._open(websocket, doc_id, grant, client, receive, send)
+        finally:
+            self.access.close_connection(scope["client"][0] if scope.get("client") else "")
+
+    async def _open(
+        self,
+        websocket: WebSocket,
+        doc_id: str,
+        grant: Grant,
+        client: str,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         try:
             room = await self.registry.acquire(doc_id)
         except DocumentDeleted:
@@ -78,12 +109,18 @@ class SyncEndpoint:
             await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
             return
         try:
-            await self._serve(websocket, room, client, receive, send)
+            await self._serve(websocket, room, grant, client, receive, send)
         finally:
             self.registry.release(room)
 
     async def _serve(
-        self, websocket: WebSocket, room: Room, client: str, receive: Receive, send: Send
+        self,
+        websocket: WebSocket,
+        room: Room,
+        grant: Grant,
+        client: str,
+        receive: Receive,
+        send: Send,
     ) -> None:
         await websocket.accept()
         reader = asyncio.current_task()
@@ -93,11 +130,20 @@ class SyncEndpoint:
         peer = Peer(
             transport,
             client=client,
+            can_write=grant.can_write,
             max_messages=settings.send_queue_messages,
             max_bytes=settings.send_queue_bytes,
         )
-        log.info("open doc=%s peer=%s client=%s", room.doc_id, peer.id, client)
+        log.info(
+            "open doc=%s peer=%s client=%s user=%s mode=%s",
+            room.doc_id,
+            peer.id,
+            client,
+            grant.sub,
+            grant.mode.value,
+        )
         self.stats.peers_opened += 1
+        expiry = _close_at_expiry(peer, grant)
         room.join(peer)
         try:
             await self._read(receive, peer, ProtocolHandler(peer, room, self.stats))
@@ -107,6 +153,8 @@ class SyncEndpoint:
             reader.uncancel()
         finally:
             room.leave(peer)
+            if expiry is not None:
+                expiry.cancel()
         await peer.wait_closed()
         self.stats.peer_closed(peer)
         log.info(
@@ -122,6 +170,12 @@ class SyncEndpoint:
     async def _read(self, receive: Receive, peer: Peer, handler: ProtocolHandler) -> None:
         max_size = self.settings.max_message_size
         stats = self.stats
+        messages = TokenBucket(
+            self.settings.messages_per_second, 2 * self.settings.messages_per_second
+        )
+        volume = TokenBucket(
+            self.settings.bytes_per_second, max_size + self.settings.bytes_per_second
+        )
         while peer.state is PeerState.OPEN:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -137,6 +191,9 @@ class SyncEndpoint:
             elif len(data) > max_size:
                 _refuse(peer, f"a {len(data)}-byte message")
                 peer.close(CloseCode.MESSAGE_TOO_BIG)
+            elif not (messages.take() and volume.take(len(data))):
+                _refuse(peer, "messages over its rate limit")
+                peer.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
             else:
                 stats.frames_received += 1
                 stats.bytes_received += len(data)
@@ -148,6 +205,22 @@ class SyncEndpoint:
                 except ProtocolError as exc:
                     _refuse(peer, f"a malformed message ({exc})")
                     peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+
+
+_REFUSAL_CODES = {
+    401: CloseCode.UNAUTHORIZED,
+    403: CloseCode.FORBIDDEN,
+    429: CloseCode.POLICY_VIOLATION,
+}
+
+
+def _close_at_expiry(peer: Peer, grant: Grant) -> asyncio.TimerHandle | None:
+    """Close the peer when its token expires, so short-lived tokens revoke access."""
+    if grant.exp is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, grant.exp - time.time())
+    return loop.call_later(delay, peer.close, CloseCode.UNAUTHORIZED, "token expired")
 
 
 def _refuse(peer: Peer, what: str) -> None:
