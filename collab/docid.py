@@ -2,6 +2,8 @@
 
 import re
 
+RULE = "document ids are 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'"
+
 DOC_ID = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,127}")
 
 

@@ -91,11 +91,7 @@ async def create_document(request: Request) -> Response:
     if doc_id is None:
         doc_id = secrets.token_urlsafe(9)
     if not isinstance(doc_id, str) or not docid.is_valid(doc_id):
-        raise ApiError(
-            400,
-            "bad_doc_id",
-            "id must be 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
-        )
+        raise ApiError(400, "bad_doc_id", docid.RULE)
     _access(request).grant(request, doc_id, write=True)
     try:
         info = await request.app.state.persistence.store.create_document(doc_id)

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket
 
 from .. import docid
 from ..auth import Grant
-from ..closecodes import CloseCode, close_reason
+from ..closecodes import CloseCode
 from ..handler import ProtocolHandler
 from ..peer import Peer, PeerState
 from ..protocol import ProtocolError, UnknownMessage
@@ -62,31 +62,27 @@ class SyncEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         doc_id: str = scope["path_params"]["doc_id"]
+        address = scope["client"][0] if scope.get("client") else ""
         client = _client(scope)
         if not docid.is_valid(doc_id):
             log.warning("refused %s: invalid document id %r", client, doc_id[:200])
-            await _deny(
-                websocket,
-                400,
-                "bad_doc_id",
-                "document ids are 1-128 characters from A-Z a-z 0-9 . _ ~ -, not starting with '.'",
-            )
+            await _deny(websocket, 400, "bad_doc_id", docid.RULE)
             return
         # Everything is checked before the socket is accepted: a refused client gets
         # an HTTP error and not one byte of the document.
         try:
             self.access.check_origin(websocket)
             grant = self.access.grant(websocket, doc_id)
-            self.access.open_connection(scope["client"][0] if scope.get("client") else "")
+            self.access.open_connection(address)
         except ApiError as refused:
-            self.stats.peers_closed[close_reason(_REFUSAL_CODES.get(refused.status))] += 1
+            self.stats.peers_closed[_REFUSAL_REASONS.get(refused.status, "auth")] += 1
             log.warning("refused %s on %r: %s", client, doc_id, refused.detail)
             await _deny(websocket, refused.status, refused.error, refused.detail)
             return
         try:
             await self._open(websocket, doc_id, grant, client, receive, send)
         finally:
-            self.access.close_connection(scope["client"][0] if scope.get("client") else "")
+            self.access.close_connection(address)
 
     async def _open(
         self,
@@ -207,11 +203,8 @@ class SyncEndpoint:
                     peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
 
 
-_REFUSAL_CODES = {
-    401: CloseCode.UNAUTHORIZED,
-    403: CloseCode.FORBIDDEN,
-    429: CloseCode.POLICY_VIOLATION,
-}
+# Metrics labels of refused upgrades, by HTTP status.
+_REFUSAL_REASONS = {401: "auth", 403: "auth", 429: "rate_limit"}
 
 
 def _close_at_expiry(peer: Peer, grant: Grant) -> asyncio.TimerHandle | None:
