@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pycrdt import Doc, Map, Text
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -105,3 +106,40 @@ async def _equals(value: object, expected: str) -> bool:
 
 async def _size(http: httpx.AsyncClient, doc_id: str) -> bool:
     return bool((await http.get(f"/api/documents/{doc_id}")).json()["size_bytes"])
+
+
+async def test_export_import_round_trip(api_server: CollabServer) -> None:
+    async with YClient(api_server.ws_url("source")) as client:
+        client.append("exported text")
+        client.doc.get("meta", type=Map)["title"] = "Notes"
+        async with httpx.AsyncClient(base_url=api_server.url) as http:
+            exported = await http.get("/api/documents/source/update")
+            assert exported.status_code == 200
+            assert exported.headers["content-type"] == "application/octet-stream"
+            async with YClient(api_server.ws_url("target")) as live:
+                imported = await http.post("/api/documents/target/update", content=exported.content)
+                assert imported.status_code == 200
+                await eventually(lambda: live.content() == "exported text")  # sent to live peers
+                assert live.doc.get("meta", type=Map)["title"] == "Notes"
+            again = (await http.get("/api/documents/target/update")).content
+            copy: Doc = Doc()
+            copy.apply_update(again)
+            assert str(copy.get("text", type=Text)) == "exported text"
+            assert copy.get("meta", type=Map).to_py() == {"title": "Notes"}
+            assert (await http.get("/api/documents/never-made/update")).status_code == 404
+
+
+async def test_bad_update_bodies_change_nothing(start_server: ServerFactory) -> None:
+    server = start_server(max_message_size=str(64 * 1024))
+    async with YClient(server.ws_url("guarded")) as client:
+        client.append("intact")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            bad = await http.post("/api/documents/guarded/update", content=b"\x05not an update")
+            assert bad.status_code == 400
+            assert bad.json()["error"] == "bad_update"
+            big = await http.post("/api/documents/guarded/update", content=b"\x00" * 70_000)
+            assert big.status_code == 413
+            assert (await http.get("/api/documents/guarded/text")).status_code == 200
+        assert not client.closed.is_set()
+        async with YClient(server.ws_url("guarded")) as late:
+            assert late.content() == "intact"

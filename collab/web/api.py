@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
+from pycrdt import Doc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,6 +19,7 @@ from .. import docid
 from ..closecodes import CloseCode
 from ..persistence import Persistence
 from ..plaintext import plain_text
+from ..room import Room
 from ..rooms import RoomRegistry
 from ..store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound
 from .access import Access
@@ -37,6 +41,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
         Route("/api/documents/{doc_id}", delete_document, methods=["DELETE"]),
         Route("/api/documents/{doc_id}/text", document_text, methods=["GET"]),
+        Route("/api/documents/{doc_id}/update", export_update, methods=["GET"]),
+        Route("/api/documents/{doc_id}/update", import_update, methods=["POST"]),
     ]
 
 
@@ -122,17 +128,56 @@ async def delete_document(request: Request) -> Response:
 
 
 async def document_text(request: Request) -> Response:
-    doc_id = _doc_id(request)
+    async with _room(request) as room:
+        state = room.doc.get_update()
+    return PlainTextResponse(plain_text(state))
+
+
+async def export_update(request: Request) -> Response:
+    async with _room(request) as room:
+        state = room.doc.get_update()
+    return Response(state, media_type="application/octet-stream")
+
+
+async def import_update(request: Request) -> Response:
+    """Merge a Yjs v1 update into the document: stored and sent to live peers."""
+    limit: int = request.app.state.settings.max_message_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"an update may be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"an update may be at most {limit} bytes")
+    update = bytes(body)
+    try:
+        Doc().apply_update(update)  # a bad body must change nothing: try it on a scratch doc
+    except ValueError:
+        raise ApiError(400, "bad_update", "the body is not a Yjs v1 update") from None
+    async with _room(request, write=True) as room:
+        room.apply_update(update, "api")
+    return JSONResponse({"applied": len(update)})
+
+
+@contextlib.asynccontextmanager
+async def _room(request: Request, *, write: bool = False) -> AsyncIterator[Room]:
+    """The document's room, held for the duration (loaded if it was not open). Reading
+    needs an existing document; writing creates it, as opening a socket does."""
+    doc_id = _doc_id(request, write=write)
     registry: RoomRegistry = request.app.state.registry
     try:
+        if not write and doc_id not in registry.rooms:
+            await request.app.state.persistence.store.get_document(doc_id)
         room = await registry.acquire(doc_id)
+    except DocumentNotFound:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     except DocumentDeleted:
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     try:
-        state = room.doc.get_update()
+        yield room
     finally:
         registry.release(room)
-    return PlainTextResponse(plain_text(state))
 
 
 def _doc_id(request: Request, *, write: bool = False) -> str:
