@@ -19,7 +19,7 @@ from pycrdt import Doc
 
 from .room import Origin, Room
 from .state import build_doc, compact
-from .store import DocumentDeleted, DocumentStore
+from .store import DocumentDeleted, DocumentStore, VersionInfo
 
 log = logging.getLogger("collab.persistence")
 
@@ -51,6 +51,8 @@ class Persistence:
         retry_max_delay: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         observe: Observer | None = None,
+        version_quiet: float = 30.0,
+        version_retention: int = 20,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
@@ -61,6 +63,10 @@ class Persistence:
         self.last_error = ""
         self._clock = clock
         self._observe = observe
+        self.version_quiet = version_quiet
+        self.version_retention = version_retention
+        self._rooms: dict[str, Room] = {}
+        self._last_change: dict[str, float] = {}  # doc id -> last change not yet versioned
         self._pending: dict[str, list[bytes]] = {}
         self._log_rows: dict[str, int] = {}
         self._changed_at: dict[str, float] = {}  # doc id -> first change since its snapshot
@@ -101,6 +107,7 @@ class Persistence:
         return doc
 
     def attach(self, room: Room) -> None:
+        self._rooms[room.doc_id] = room
         room.update_listeners.append(self._on_update)
 
     def _on_update(self, room: Room, update: bytes, origin: Origin) -> None:
@@ -108,7 +115,9 @@ class Persistence:
             return
         pending = self._pending.setdefault(room.doc_id, [])
         pending.append(update)
-        self._changed_at.setdefault(room.doc_id, self._clock())
+        now = self._clock()
+        self._changed_at.setdefault(room.doc_id, now)
+        self._last_change[room.doc_id] = now
         self._wake.set()
 
     def has_pending(self, doc_id: str) -> bool:
@@ -167,8 +176,31 @@ class Persistence:
             return False
         if room.doc_id in self._changed_at or self._log_rows.get(room.doc_id):
             await self.compact(room.doc_id)  # a failure leaves a longer log, nothing lost
+        if room.doc_id in self._last_change:
+            await self.save_version(room, kind="auto")
         self._forget(room.doc_id)
         return True
+
+    async def save_version(
+        self, room: Room, *, kind: str, label: str = "", created_by: str = "collab"
+    ) -> VersionInfo | None:
+        """Save the room's current content as a version; None if the database failed."""
+        if kind == "auto":
+            self._last_change.pop(room.doc_id, None)
+        try:
+            return await self.store.add_version(
+                room.doc_id,
+                room.doc.get_update(),
+                label=label,
+                created_by=created_by,
+                kind=kind,
+                keep_auto=self.version_retention,
+            )
+        except DocumentDeleted:
+            return None
+        except Exception as exc:
+            self._failed(f"saving a version of {room.doc_id!r}", exc)
+            return None
 
     def discard(self, doc_id: str) -> None:
         """Forget a deleted document's unwritten updates."""
@@ -225,6 +257,13 @@ class Persistence:
                 for doc_id, since in self._changed_at.items()
                 if now - since >= self.snapshot_interval and not self.has_pending(doc_id)
             )
+            quiet = [
+                doc_id
+                for doc_id, last in self._last_change.items()
+                if now - last >= self.version_quiet and doc_id in self._rooms
+            ]
+            for doc_id in quiet:
+                await self.save_version(self._rooms[doc_id], kind="auto")
             for doc_id in due:
                 if self._stopping.is_set():
                     return
@@ -239,7 +278,7 @@ class Persistence:
         return self._stopping.is_set()
 
     def _tick(self) -> float:
-        return max(0.05, min(self.snapshot_interval / 4, 5.0))
+        return max(0.05, min(self.snapshot_interval / 4, self.version_quiet / 4, 5.0))
 
     def _lock(self, doc_id: str) -> asyncio.Lock:
         lock = self._doc_locks.get(doc_id)
@@ -248,6 +287,8 @@ class Persistence:
         return lock
 
     def _forget(self, doc_id: str) -> None:
+        self._rooms.pop(doc_id, None)
+        self._last_change.pop(doc_id, None)
         self._log_rows.pop(doc_id, None)
         self._changed_at.pop(doc_id, None)
         self._compact_due.discard(doc_id)

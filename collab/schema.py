@@ -57,4 +57,17 @@ updates = Table(
     Index("ix_updates_doc_id_seq", "doc_id", "seq"),
 )
 
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("doc_id", String(128), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_versions_doc_id_created_at", "doc_id", "created_at"),
+)
+
 Index("ix_documents_updated_at", documents.c.updated_at)

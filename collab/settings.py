@@ -64,6 +64,17 @@ class Settings:
         default=500,
         metadata={"help": "log rows of a document that trigger a compaction", "min": 1},
     )
+    version_quiet: float = field(
+        default=30.0,
+        metadata={
+            "help": "seconds of quiet after which a changed document gets an automatic version",
+            "min": 0.1,
+        },
+    )
+    version_retention: int = field(
+        default=20,
+        metadata={"help": "automatic versions kept per document (named ones are kept)", "min": 0},
+    )
     retry_max_delay: float = field(
         default=5.0,
         metadata={"help": "longest pause between retries of a failed database write", "min": 0.01},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +14,16 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import state
-from .schema import documents, snapshots, updates
-from .store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound, StoredState
+from .schema import documents, snapshots, updates, versions
+from .store import (
+    DocumentDeleted,
+    DocumentExists,
+    DocumentInfo,
+    DocumentNotFound,
+    StoredState,
+    VersionInfo,
+    VersionNotFound,
+)
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -217,6 +226,78 @@ class SqlStore:
                 raise DocumentNotFound(doc_id)
             await conn.execute(delete(updates).where(updates.c.doc_id == doc_id))
             await conn.execute(delete(snapshots).where(snapshots.c.doc_id == doc_id))
+
+    async def add_version(
+        self, doc_id: str, state: bytes, *, label: str, created_by: str, kind: str, keep_auto: int
+    ) -> VersionInfo:
+        info = VersionInfo(
+            id=secrets.token_hex(8),
+            doc_id=doc_id,
+            created_at=utcnow(),
+            label=label,
+            created_by=created_by,
+            kind=kind,
+            size_bytes=len(state),
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(versions).values(
+                    id=info.id,
+                    doc_id=doc_id,
+                    created_at=info.created_at,
+                    label=label,
+                    created_by=created_by,
+                    kind=kind,
+                    data=state,
+                )
+            )
+            stale = (
+                select(versions.c.id)
+                .where(versions.c.doc_id == doc_id, versions.c.kind == "auto")
+                .order_by(versions.c.created_at.desc())
+                .offset(keep_auto)
+            )
+            await conn.execute(delete(versions).where(versions.c.id.in_(stale.scalar_subquery())))
+        return info
+
+    async def list_versions(self, doc_id: str) -> list[VersionInfo]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    versions.c.id,
+                    versions.c.doc_id,
+                    versions.c.created_at,
+                    versions.c.label,
+                    versions.c.created_by,
+                    versions.c.kind,
+                    func.length(versions.c.data).label("size_bytes"),
+                )
+                .where(versions.c.doc_id == doc_id)
+                .order_by(versions.c.created_at.desc(), versions.c.id)
+            )
+            return [
+                VersionInfo(
+                    id=row.id,
+                    doc_id=row.doc_id,
+                    created_at=_aware(row.created_at),
+                    label=row.label,
+                    created_by=row.created_by,
+                    kind=row.kind,
+                    size_bytes=int(row.size_bytes),
+                )
+                for row in rows
+            ]
+
+    async def version_state(self, doc_id: str, version_id: str) -> bytes:
+        async with self.engine.connect() as conn:
+            data = await conn.scalar(
+                select(versions.c.data).where(
+                    versions.c.doc_id == doc_id, versions.c.id == version_id
+                )
+            )
+        if data is None:
+            raise VersionNotFound(version_id)
+        return bytes(data)
 
     async def _insert_document(
         self, conn: AsyncConnection, doc_id: str, now: dt.datetime | None = None

@@ -34,6 +34,21 @@ class DocumentInfo:
     size_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    id: str
+    doc_id: str
+    created_at: dt.datetime
+    label: str
+    created_by: str
+    kind: str  # "manual", "auto" or "restore"
+    size_bytes: int
+
+
+class VersionNotFound(LookupError):
+    pass
+
+
 class DocumentStore(Protocol):
     async def load(self, doc_id: str) -> StoredState:
         """The stored state, creating an empty document if the id was never used.
@@ -60,6 +75,20 @@ class DocumentStore(Protocol):
 
     async def delete_document(self, doc_id: str) -> None:
         """Drop the content and tombstone the id; DocumentNotFound if there is none."""
+        ...
+
+    async def add_version(
+        self, doc_id: str, state: bytes, *, label: str, created_by: str, kind: str, keep_auto: int
+    ) -> VersionInfo:
+        """Save a version; automatic ones beyond the newest ``keep_auto`` are dropped."""
+        ...
+
+    async def list_versions(self, doc_id: str) -> list[VersionInfo]:
+        """Newest first."""
+        ...
+
+    async def version_state(self, doc_id: str, version_id: str) -> bytes:
+        """The version's document as one update; VersionNotFound if there is none."""
         ...
 
     async def close(self) -> None: ...

@@ -317,3 +317,63 @@ def test_tokens_in_the_editor(secured_server: Any, new_context: ContextFactory) 
     stranger.goto(f"{base_url}/d/{doc_id}")
     expect(stranger.locator("#banner")).to_contain_text("access")
     expect(editor(stranger)).not_to_contain_text("Only for members.")
+
+
+def test_history_panel_saves_previews_and_restores(
+    live_server: Any, new_context: ContextFactory
+) -> None:
+    base_url = live_server.base_url
+    doc_id = new_doc_id()
+    page = open_editor(new_context(), base_url, doc_id, "Hana")
+    history = page.locator("#history")
+    toggle = page.get_by_role("button", name="History", exact=True)
+
+    type_at_end(page, "First draft.")
+    expect_server_text(page, doc_id, "First draft.")
+
+    # Save a named version from the drawer.
+    toggle.click()
+    expect(history).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(history.get_by_label("Version name")).to_be_focused()
+    history.get_by_label("Version name").fill("v1")
+    history.get_by_role("button", name="Save version").click()
+    v1 = history.locator(".history__item--manual").filter(has_text="v1")
+    expect(v1).to_have_count(1)
+    expect(v1).to_contain_text("just now")
+
+    # Escape closes the drawer and gives focus back to its button.
+    page.keyboard.press("Escape")
+    expect(history).to_be_hidden()
+    expect(toggle).to_be_focused()
+
+    type_at_end(page, "Second thoughts.", new_paragraph=True)
+    expect_server_text(page, doc_id, "First draft.", "Second thoughts.")
+
+    # The saved version is listed; selecting it previews it in place of the editor.
+    toggle.click()
+    expect(v1).to_have_count(1)
+    v1.get_by_role("button").click()
+    preview = page.locator("#preview .ProseMirror")
+    expect(page.locator("#preview-bar")).to_contain_text("Previewing “v1”")
+    expect(preview).to_contain_text("First draft.")
+    expect(preview).not_to_contain_text("Second thoughts.")
+    expect(preview).not_to_be_editable()
+    expect(editor(page)).to_be_hidden()
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "history.png"))
+
+    # Restoring changes the document for everyone, and keeps a backup version.
+    other = open_editor(new_context(), base_url, doc_id, "Ivo")
+    expect(editor(other)).to_contain_text("Second thoughts.")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Restore this version").click()
+    expect(page.locator("#preview-bar")).to_be_hidden()
+    expect(history.locator(".history__message")).to_contain_text("Restored “v1”")
+    expect(history.locator(".history__item--restore")).to_have_count(1)
+    for viewer in (page, other):
+        expect(editor(viewer)).to_contain_text("First draft.")
+        expect(editor(viewer)).not_to_contain_text("Second thoughts.")
+    history.get_by_role("button", name="Close version history").click()
+    expect(history).to_be_hidden()

@@ -19,9 +19,18 @@ from .. import docid
 from ..closecodes import CloseCode
 from ..persistence import Persistence
 from ..plaintext import plain_text
+from ..restore import restore
 from ..room import Room
 from ..rooms import RoomRegistry
-from ..store import DocumentDeleted, DocumentExists, DocumentInfo, DocumentNotFound
+from ..store import (
+    DocumentDeleted,
+    DocumentExists,
+    DocumentInfo,
+    DocumentNotFound,
+    DocumentStore,
+    VersionInfo,
+    VersionNotFound,
+)
 from .access import Access
 from .errors import ApiError
 
@@ -29,6 +38,7 @@ log = logging.getLogger("collab.api")
 
 READY_TIMEOUT = 2.0
 MAX_PAGE = 500
+MAX_LABEL = 200
 
 
 def routes() -> list[BaseRoute]:
@@ -43,6 +53,10 @@ def routes() -> list[BaseRoute]:
         Route("/api/documents/{doc_id}/text", document_text, methods=["GET"]),
         Route("/api/documents/{doc_id}/update", export_update, methods=["GET"]),
         Route("/api/documents/{doc_id}/update", import_update, methods=["POST"]),
+        Route("/api/documents/{doc_id}/versions", list_versions, methods=["GET"]),
+        Route("/api/documents/{doc_id}/versions", create_version, methods=["POST"]),
+        Route("/api/documents/{doc_id}/versions/{vid}/update", version_update, methods=["GET"]),
+        Route("/api/documents/{doc_id}/versions/{vid}/restore", restore_version, methods=["POST"]),
     ]
 
 
@@ -158,6 +172,89 @@ async def import_update(request: Request) -> Response:
     async with _room(request, write=True) as room:
         room.apply_update(update, "api")
     return JSONResponse({"applied": len(update)})
+
+
+async def list_versions(request: Request) -> Response:
+    async with _room(request) as room:
+        versions = await _store(request).list_versions(room.doc_id)
+    return JSONResponse({"versions": [_version(v) for v in versions]})
+
+
+async def create_version(request: Request) -> Response:
+    body = await _json_object(request)
+    label = body.get("label", "")
+    if not isinstance(label, str) or len(label) > MAX_LABEL:
+        raise ApiError(
+            400, "bad_label", f"label must be a string of at most {MAX_LABEL} characters"
+        )
+    grant = _access(request).grant(request)
+    async with _room(request, write=True) as room:
+        version = await _persistence(request).save_version(
+            room, kind="manual", label=label, created_by=grant.sub
+        )
+    if version is None:
+        raise ApiError(503, "unavailable", "the version could not be saved; try again")
+    return JSONResponse(_version(version), 201)
+
+
+async def version_update(request: Request) -> Response:
+    async with _room(request) as room:
+        state = await _version_state(request, room.doc_id)
+    return Response(state, media_type="application/octet-stream")
+
+
+async def restore_version(request: Request) -> Response:
+    """The live content becomes the version's, for every peer, as a new change."""
+    grant = _access(request).grant(request)
+    async with _room(request, write=True) as room:
+        state = await _version_state(request, room.doc_id)
+        backup = await _persistence(request).save_version(
+            room,
+            kind="restore",
+            label=f"before restoring {request.path_params['vid']}",
+            created_by=grant.sub,
+        )
+        if backup is None:
+            raise ApiError(503, "unavailable", "could not save the current content first")
+        # Computed on a copy, then applied like any edit: stored and sent to peers.
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(room.doc.get_update())
+        changes: list[bytes] = []
+        subscription = scratch.observe(lambda event: changes.append(event.update))
+        restore(scratch, state)
+        scratch.unobserve(subscription)
+        for update in changes:
+            room.apply_update(update, "restore")
+    log.info("restored %r to version %s", room.doc_id, request.path_params["vid"])
+    return JSONResponse({"restored": request.path_params["vid"], "backup": _version(backup)})
+
+
+async def _version_state(request: Request, doc_id: str) -> bytes:
+    try:
+        state: bytes = await _store(request).version_state(doc_id, request.path_params["vid"])
+    except VersionNotFound:
+        raise ApiError(404, "not_found", "no such version") from None
+    return state
+
+
+def _version(info: VersionInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "created_at": info.created_at.isoformat(),
+        "label": info.label,
+        "created_by": info.created_by,
+        "kind": info.kind,
+        "size_bytes": info.size_bytes,
+    }
+
+
+def _store(request: Request) -> DocumentStore:
+    return _persistence(request).store
+
+
+def _persistence(request: Request) -> Persistence:
+    persistence: Persistence = request.app.state.persistence
+    return persistence
 
 
 @contextlib.asynccontextmanager

@@ -49,6 +49,8 @@ def create_app(settings: Settings) -> Starlette:
         snapshot_threshold=settings.snapshot_threshold,
         retry_max_delay=settings.retry_max_delay,
         observe=timings.observe,
+        version_quiet=settings.version_quiet,
+        version_retention=settings.version_retention,
     )
     registry = RoomRegistry(
         persistence.load,
