@@ -29,6 +29,7 @@ from . import api
 from .access import Access
 from .errors import ApiError, api_error, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint
+from .openapi import openapi
 from .ws import SyncEndpoint
 
 log = logging.getLogger("collab.app")
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *api.routes(),
             Route("/metrics", metrics_endpoint),
+            Route("/openapi.json", openapi),
             WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings, stats, access)),
             *_pages(),
         ],
