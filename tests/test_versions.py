@@ -156,3 +156,10 @@ async def _newest_has(http: httpx.AsyncClient, doc_id: str, versions: Any, text:
     copy: Doc = Doc()
     copy.apply_update(state)
     return text in str(copy.get("text", type=Text))
+
+
+async def test_no_versions_of_unknown_documents(shared_server: CollabServer) -> None:
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        saved = await http.post("/api/documents/never-made/versions", json={"label": "x"})
+        assert saved.status_code == 404
+        assert (await http.get("/api/documents/never-made")).status_code == 404

@@ -169,7 +169,7 @@ async def import_update(request: Request) -> Response:
         Doc().apply_update(update)  # a bad body must change nothing: try it on a scratch doc
     except ValueError:
         raise ApiError(400, "bad_update", "the body is not a Yjs v1 update") from None
-    async with _room(request, write=True) as room:
+    async with _room(request, write=True, create=True) as room:
         room.apply_update(update, "api")
     return JSONResponse({"applied": len(update)})
 
@@ -211,7 +211,6 @@ async def restore_version(request: Request) -> Response:
         backup = await _persistence(request).save_version(
             room,
             kind="restore",
-            label=f"before restoring {request.path_params['vid']}",
             created_by=grant.sub,
         )
         if backup is None:
@@ -258,13 +257,16 @@ def _persistence(request: Request) -> Persistence:
 
 
 @contextlib.asynccontextmanager
-async def _room(request: Request, *, write: bool = False) -> AsyncIterator[Room]:
-    """The document's room, held for the duration (loaded if it was not open). Reading
-    needs an existing document; writing creates it, as opening a socket does."""
+async def _room(
+    request: Request, *, write: bool = False, create: bool = False
+) -> AsyncIterator[Room]:
+    """The document's room, held for the duration (loaded if it was not open). The
+    document must exist, unless ``create``: an imported update creates it, as opening
+    a socket does."""
     doc_id = _doc_id(request, write=write)
     registry: RoomRegistry = request.app.state.registry
     try:
-        if not write and doc_id not in registry.rooms:
+        if not create and doc_id not in registry.rooms:
             await request.app.state.persistence.store.get_document(doc_id)
         room = await registry.acquire(doc_id)
     except DocumentNotFound:

@@ -8,6 +8,25 @@ export interface DocumentInfo {
   title?: string | null
 }
 
+/** How a version came to be: saved by someone, by the server on its own, or just
+ * before a restore replaced the content. */
+export type VersionKind = 'manual' | 'auto' | 'restore'
+
+export interface VersionInfo {
+  id: string
+  created_at: string
+  label: string
+  created_by: string
+  kind: VersionKind
+  size_bytes: number
+}
+
+export interface RestoreResult {
+  restored: string
+  /** The version the server saved from the content the restore replaced. */
+  backup: VersionInfo
+}
+
 export interface DocumentPage {
   documents: DocumentInfo[]
   nextOffset: number | null
@@ -57,13 +76,36 @@ export class Api {
     await this.request('DELETE', documentPath(id))
   }
 
+  /** The document's saved versions, newest first. */
+  async listVersions(docId: string): Promise<VersionInfo[]> {
+    const body = (await this.json('GET', versionsPath(docId))) as { versions?: VersionInfo[] }
+    return body.versions ?? []
+  }
+
+  async createVersion(docId: string, label: string): Promise<VersionInfo> {
+    return (await this.json('POST', versionsPath(docId), { label })) as VersionInfo
+  }
+
+  /** A version's whole document, as one Yjs (v1) update. */
+  async versionUpdate(docId: string, versionId: string): Promise<Uint8Array> {
+    const path = `${versionsPath(docId)}/${encodeURIComponent(versionId)}/update`
+    const response = await this.request('GET', path, undefined, 'application/octet-stream')
+    return new Uint8Array(await response.arrayBuffer())
+  }
+
+  /** Makes the live document's content the version's, for everyone, as a new change. */
+  async restoreVersion(docId: string, versionId: string): Promise<RestoreResult> {
+    const path = `${versionsPath(docId)}/${encodeURIComponent(versionId)}/restore`
+    return (await this.json('POST', path)) as RestoreResult
+  }
+
   private async json(method: string, path: string, body?: unknown): Promise<unknown> {
     const response = await this.request(method, path, body)
     return response.status === 204 ? {} : response.json()
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<Response> {
-    const headers: Record<string, string> = { Accept: 'application/json' }
+  private async request(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+    const headers: Record<string, string> = { Accept: accept }
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     if (this.token) headers.Authorization = `Bearer ${this.token.raw}`
     let response: Response
@@ -83,6 +125,7 @@ export class Api {
 }
 
 const documentPath = (id: string): string => `/api/documents/${encodeURIComponent(id)}`
+const versionsPath = (id: string): string => `${documentPath(id)}/versions`
 
 // Errors are JSON `{"error", "detail"}`; anything else (a proxy's HTML page) gets a
 // generic sentence so the user never sees markup.

@@ -1,5 +1,6 @@
 import './styles/base.css'
 import './styles/editor.css'
+import './styles/history.css'
 
 import { Editor } from '@tiptap/core'
 import Collaboration from '@tiptap/extension-collaboration'
@@ -15,6 +16,7 @@ import { Api } from './api'
 import { Banner } from './banner'
 import { ConnectionMonitor } from './connection'
 import { docIdFromLocation, isValidDocId } from './docId'
+import { HistoryPanel } from './history'
 import { askIdentity, loadIdentity, randomColor, saveIdentity, type Identity } from './identity'
 import { watchPresence } from './presence'
 import { linkWithToken, tokenFromLocation } from './token'
@@ -127,12 +129,19 @@ const main = async (): Promise<void> => {
     },
   })
   const refreshToolbar = bindToolbar(byId('toolbar'), editor)
+  const versions = new HistoryPanel(api, docId, {
+    toggle: byId('history-toggle'),
+    panel: byId('history'),
+    previewBar: byId('preview-bar'),
+    preview: byId('preview'),
+  })
 
   const lock = (): void => {
     readOnly = true
     editor.setEditable(false)
     document.body.classList.add('is-read-only')
     refreshToolbar()
+    versions.setWritable(false)
   }
   const setReadOnly = (why: string): void => {
     lock()
