@@ -65,13 +65,6 @@ class Presence:
             del self._states[client]
         return self._encode_removal(clients)
 
-    def remove(self, clients: list[int]) -> bytes | None:
-        present = [client for client in clients if client in self._states]
-        for client in present:
-            self._disown(client)
-            del self._states[client]
-        return self._encode_removal(present) if present else None
-
     def encode_all(self) -> bytes | None:
         if not self._states:
             return None

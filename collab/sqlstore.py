@@ -174,13 +174,6 @@ class SqlStore:
             )
             return [_info(row) for row in rows]
 
-    async def count_documents(self) -> int:
-        async with self.engine.connect() as conn:
-            count = await conn.scalar(
-                select(func.count()).select_from(documents).where(documents.c.deleted_at.is_(None))
-            )
-            return int(count or 0)
-
     async def get_document(self, doc_id: str) -> DocumentInfo:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(documents).where(documents.c.id == doc_id))).first()
