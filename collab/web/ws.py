@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -48,6 +49,18 @@ class AsgiTransport:
         self._reader.cancel()
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A WebSocket that passed every check before accept, and what it was granted."""
+
+    websocket: WebSocket
+    doc_id: str
+    grant: Grant
+    client: str
+    receive: Receive
+    send: Send
+
+
 class SyncEndpoint:
     """ASGI app for ``/ws/{doc_id}``."""
 
@@ -80,19 +93,12 @@ class SyncEndpoint:
             await _deny(websocket, refused.status, refused.error, refused.detail)
             return
         try:
-            await self._open(websocket, doc_id, grant, client, receive, send)
+            await self._open(Connection(websocket, doc_id, grant, client, receive, send))
         finally:
             self.access.close_connection(address)
 
-    async def _open(
-        self,
-        websocket: WebSocket,
-        doc_id: str,
-        grant: Grant,
-        client: str,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    async def _open(self, conn: Connection) -> None:
+        websocket, doc_id, client = conn.websocket, conn.doc_id, conn.client
         try:
             room = await self.registry.acquire(doc_id)
         except DocumentDeleted:
@@ -105,23 +111,16 @@ class SyncEndpoint:
             await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
             return
         try:
-            await self._serve(websocket, room, grant, client, receive, send)
+            await self._serve(conn, room)
         finally:
             self.registry.release(room)
 
-    async def _serve(
-        self,
-        websocket: WebSocket,
-        room: Room,
-        grant: Grant,
-        client: str,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        await websocket.accept()
+    async def _serve(self, conn: Connection, room: Room) -> None:
+        grant, client = conn.grant, conn.client
+        await conn.websocket.accept()
         reader = asyncio.current_task()
         assert reader is not None
-        transport = AsgiTransport(send, reader)
+        transport = AsgiTransport(conn.send, reader)
         settings = self.settings
         peer = Peer(
             transport,
@@ -142,7 +141,7 @@ class SyncEndpoint:
         expiry = _close_at_expiry(peer, grant)
         room.join(peer)
         try:
-            await self._read(receive, peer, ProtocolHandler(peer, room, self.stats))
+            await self._read(conn.receive, peer, ProtocolHandler(peer, room, self.stats))
         except asyncio.CancelledError:
             if not transport.aborted:
                 raise
