@@ -28,16 +28,32 @@ def compact(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, li
     """The whole state as one update, with deleted content garbage-collected, and the
     positions of the updates it could not include.
 
-    An update that arrived before one it depends on (possible when several writers
-    share a log) is held as *pending* by the document, and pycrdt leaves pending
-    content out of ``get_update()``: such updates must stay in the log.
+    When several writers share a log, an update can be logged before one it depends
+    on: an insert before the insert it follows, or a delete before the insert of what
+    it deletes. The document holds such content as *pending* and leaves it out of
+    ``get_update()``, so those updates must stay in the log.
     """
     doc = build_doc(snapshot, updates)
-    have = doc.get_state()
-    pending = [index for index, update in enumerate(updates) if _has_structs(diff(update, have))]
+    state = doc.get_state()
+    have = decode_state_vector(state)
+    pending = [index for index, update in enumerate(updates) if _beyond(diff(update, state), have)]
     return doc.get_update(), pending
 
 
-def _has_structs(update: bytes) -> bool:
-    # A v1 update opens with the number of clients whose structs it carries.
-    return Reader(update).var_uint() > 0
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    reader = Reader(state)
+    return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
+
+
+def _beyond(update: bytes, have: dict[int, int]) -> bool:
+    """Whether ``update``, already diffed against the state ``have``, holds structs, or
+    deletes of anything past ``have``."""
+    reader = Reader(update)
+    if reader.var_uint() > 0:  # the number of clients with structs left by the diff
+        return True
+    for _ in range(reader.var_uint()):  # the delete set: clients, then (clock, length)s
+        client = reader.var_uint()
+        for _ in range(reader.var_uint()):
+            if reader.var_uint() + reader.var_uint() > have.get(client, 0):
+                return True
+    return False

@@ -224,3 +224,20 @@ def test_compaction_keeps_updates_that_arrived_before_their_dependencies() -> No
     assert pending == [1]
     rebuilt = state.build_doc(merged, [log[2], log[1], log[3]])
     assert str(rebuilt.get("text", type=Text)) == "<0><1><2><3>"
+
+
+def test_compaction_keeps_deletes_that_arrived_before_what_they_delete() -> None:
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(event.update))
+    text.insert(0, "keep")
+    text.insert(4, "-gone")
+    del text[4:9]
+    merged, pending = state.compact(None, [log[0], log[2]])  # the insert log[1] comes later
+    assert pending == [1]
+    rebuilt = state.build_doc(merged, [log[2], log[1]])
+    assert str(rebuilt.get("text", type=Text)) == "keep"
+    merged, pending = state.compact(None, log)
+    assert pending == []
+    assert str(state.build_doc(merged, []).get("text", type=Text)) == "keep"
