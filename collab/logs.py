@@ -38,8 +38,14 @@ def configure(level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # uvicorn logs every accepted WebSocket at info, and alembic its set-up steps;
-    # collab logs its own line per connection and per migration.
-    quiet = ("uvicorn.error", "alembic.runtime.plugins", "alembic.runtime.migration", "aiosqlite")
+    # uvicorn logs every accepted WebSocket at info, alembic its set-up steps, and
+    # redis-py each connection's set-up; collab logs its own line for each of these.
+    quiet = (
+        "uvicorn.error",
+        "alembic.runtime.plugins",
+        "alembic.runtime.migration",
+        "aiosqlite",
+        "redis",
+    )
     for name in quiet:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

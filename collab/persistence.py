@@ -17,15 +17,12 @@ from typing import Any
 
 from pycrdt import Doc
 
+from .fanout import BUS
 from .room import Origin, Room
 from .state import build_doc, compact
 from .store import DocumentDeleted, DocumentStore, VersionInfo
 
 log = logging.getLogger("collab.persistence")
-
-# Updates that came from another collab process were logged by the process that
-# accepted them from a client; logging them again would only waste space.
-NOT_LOGGED_ORIGINS = frozenset({"bus"})
 
 # Past this many unwritten updates of one room (a long outage), they are merged into
 # one, so memory grows with the document, not with the number of keystrokes.
@@ -53,6 +50,7 @@ class Persistence:
         observe: Observer | None = None,
         version_quiet: float = 30.0,
         version_retention: int = 20,
+        shared: bool = False,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
@@ -65,6 +63,9 @@ class Persistence:
         self._observe = observe
         self.version_quiet = version_quiet
         self.version_retention = version_retention
+        # Other processes serve the same documents: memory may hold edits that one of
+        # them accepted and died before writing.
+        self.shared = shared
         self._rooms: dict[str, Room] = {}
         self._last_change: dict[str, float] = {}  # doc id -> last change not yet versioned
         self._pending: dict[str, list[bytes]] = {}
@@ -111,7 +112,9 @@ class Persistence:
         room.update_listeners.append(self._on_update)
 
     def _on_update(self, room: Room, update: bytes, origin: Origin) -> None:
-        if origin in NOT_LOGGED_ORIGINS:
+        if origin == BUS:
+            # Updates from another collab process were logged by the process that
+            # accepted them from a client; logging them again would only waste space.
             return
         pending = self._pending.setdefault(room.doc_id, [])
         pending.append(update)
@@ -174,11 +177,42 @@ class Persistence:
         """Write everything of a room about to leave memory; False if that failed."""
         if not await self.flush(room.doc_id):
             return False
+        if self.shared and not await self.write_missing(room):
+            return False
         if room.doc_id in self._changed_at or self._log_rows.get(room.doc_id):
             await self.compact(room.doc_id)  # a failure leaves a longer log, nothing lost
         if room.doc_id in self._last_change:
             await self.save_version(room, kind="auto")
         self._forget(room.doc_id)
+        return True
+
+    async def write_missing(self, room: Room) -> bool:
+        """Log whatever the room holds that the database lacks; False if that failed.
+
+        With several processes, an edit is logged by the process that accepted it; if
+        that process died before its flush, the others still hold the edit.
+        """
+        async with self._lock(room.doc_id):
+            try:
+                stored = await self.store.load(room.doc_id)
+                written = build_doc(stored.snapshot, stored.updates)
+                missing = room.doc.get_update(written.get_state())
+                before = written.get_update()
+                written.apply_update(missing)
+                if written.get_update() == before:
+                    return True
+                self._log_rows[room.doc_id] = await self.store.append(room.doc_id, [missing])
+            except DocumentDeleted:
+                return True
+            except Exception as exc:
+                self._failed(f"checking {room.doc_id!r} against memory", exc)
+                return False
+        self._changed_at.setdefault(room.doc_id, self._clock())
+        log.warning(
+            "wrote %d bytes of %r that only memory held (another process's unwritten edits)",
+            len(missing),
+            room.doc_id,
+        )
         return True
 
     async def save_version(

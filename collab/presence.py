@@ -1,10 +1,15 @@
 """Awareness (y-protocols presence) for one room, with each client id attributed to
-the peer that introduced it, so that a peer's going removes exactly its own entries."""
+the peer that introduced it, so that a peer's going removes exactly its own entries.
+
+An owner is any hashable value: a connection, or a string naming a relay (another
+collab process) whose own connections introduced the id. A client that moves from
+another process to this one is claimed by its new connection.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from pycrdt import write_var_uint
 
@@ -66,11 +71,17 @@ class Presence:
         return self._encode_removal(clients)
 
     def encode_all(self) -> bytes | None:
-        if not self._states:
+        return self._encode(list(self._states))
+
+    def encode_owned(self, owners: Iterable[Hashable]) -> bytes | None:
+        """The states introduced by ``owners``, as one awareness update, if any."""
+        return self._encode([c for owner in owners for c in self._owned.get(owner, ())])
+
+    def _encode(self, clients: list[int]) -> bytes | None:
+        if not clients:
             return None
-        parts = [write_var_uint(len(self._states))]
-        for client, state in self._states.items():
-            parts.append(_entry(client, self._clocks[client], state))
+        parts = [write_var_uint(len(clients))]
+        parts.extend(_entry(c, self._clocks[c], self._states[c]) for c in clients)
         return b"".join(parts)
 
     def _encode_removal(self, clients: set[int] | list[int]) -> bytes:
@@ -80,8 +91,11 @@ class Presence:
 
     def _own(self, client: int, owner: Hashable) -> None:
         # The connection that introduced a client id keeps it until the id is removed:
-        # another connection updating or clearing it never makes it the owner.
-        if client not in self._owners:
+        # another connection updating or clearing it never makes it the owner. Only a
+        # relay's claim passes to a connection: the client has moved to this process.
+        previous = self._owners.get(client)
+        if previous is None or (isinstance(previous, str) and not isinstance(owner, str)):
+            self._disown(client)
             self._owners[client] = owner
             self._owned.setdefault(owner, set()).add(client)
 

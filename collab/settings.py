@@ -83,6 +83,39 @@ class Settings:
         default=10.0,
         metadata={"help": "seconds allowed for writing rooms at shutdown", "min": 0.1},
     )
+    redis_url: str = field(
+        default="",
+        metadata={
+            "help": "redis://… to share rooms with other collab processes (unset: one process)",
+            "secret": True,
+        },
+    )
+    redis_prefix: str = field(
+        default="collab",
+        metadata={"help": "prefix of this deployment's Redis channel names"},
+    )
+    redis_heartbeat_interval: float = field(
+        default=2.0,
+        metadata={"help": "seconds between a process's heartbeats on Redis", "min": 0.05},
+    )
+    redis_process_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "a process silent this long is gone: its peers' presence is dropped",
+            "min": 0.1,
+        },
+    )
+    redis_join_timeout: float = field(
+        default=1.0,
+        metadata={
+            "help": "longest wait, opening a room, for other processes' unwritten edits",
+            "min": 0,
+        },
+    )
+    redis_retry_max_delay: float = field(
+        default=5.0,
+        metadata={"help": "longest pause between Redis reconnection attempts", "min": 0.05},
+    )
     auth_secret: str = field(
         default="",
         metadata={
@@ -161,6 +194,12 @@ class Settings:
         if self.auth_public_key and not self.public_key_pem.startswith("-----BEGIN"):
             raise SettingsError(
                 "COLLAB_AUTH_PUBLIC_KEY is neither a PEM key nor a file holding one"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("COLLAB_REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.redis_url and self.redis_process_timeout <= 2 * self.redis_heartbeat_interval:
+            raise SettingsError(
+                "COLLAB_REDIS_PROCESS_TIMEOUT must exceed twice COLLAB_REDIS_HEARTBEAT_INTERVAL"
             )
         if "+" not in self.database_url.split("://", 1)[0]:
             raise SettingsError(

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import docid
-from ..closecodes import CloseCode
+from ..fanout import Fanout
 from ..persistence import Persistence
 from ..plaintext import plain_text
 from ..restore import restore
@@ -73,6 +73,12 @@ async def readyz(request: Request) -> Response:
         failing["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     if not persistence.healthy and "database" not in failing:
         failing["database"] = f"writes failing: {persistence.last_error}"
+    fanout: Fanout | None = request.app.state.fanout
+    if fanout is not None:
+        try:
+            await asyncio.wait_for(fanout.transport.ping(), READY_TIMEOUT)
+        except Exception as exc:
+            failing["redis"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, 503)
     return JSONResponse({"status": "ready"})
@@ -82,11 +88,13 @@ async def stats(request: Request) -> Response:
     _access(request).grant(request, "*")
     registry: RoomRegistry = request.app.state.registry
     rooms = {doc_id: len(room.peers) for doc_id, room in registry.rooms.items()}
+    fanout: Fanout | None = request.app.state.fanout
     return JSONResponse(
         {
             "rooms": len(rooms),
             "peers": sum(rooms.values()),
             "unwritten_updates": request.app.state.persistence.pending_updates,
+            "processes": 1 + (fanout.processes if fanout is not None else 0),
             "peers_by_room": rooms,
         }
     )
@@ -135,8 +143,10 @@ async def delete_document(request: Request) -> Response:
         await request.app.state.persistence.store.delete_document(doc_id)
     except DocumentNotFound:
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
-    request.app.state.persistence.discard(doc_id)
-    request.app.state.registry.evict(doc_id, CloseCode.DOCUMENT_DELETED)
+    request.app.state.forget(doc_id)
+    fanout: Fanout | None = request.app.state.fanout
+    if fanout is not None:
+        fanout.deleted(doc_id)
     log.info("deleted document %r", doc_id)
     return Response(status_code=204)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -19,8 +20,11 @@ from starlette.staticfiles import StaticFiles
 
 from ..auth import TokenVerifier
 from ..closecodes import CloseCode
+from ..fanout import Fanout
 from ..migrate import check_schema
 from ..persistence import Persistence
+from ..redisbus import RedisTransport
+from ..room import Room
 from ..rooms import RoomRegistry
 from ..settings import Settings
 from ..sqlstore import SqlStore, create_engine
@@ -52,16 +56,36 @@ def create_app(settings: Settings) -> Starlette:
         observe=timings.observe,
         version_quiet=settings.version_quiet,
         version_retention=settings.version_retention,
+        shared=bool(settings.redis_url),
     )
+    fanout = _fanout(settings, persistence, lambda doc_id: forget(doc_id))
+
+    def forget(doc_id: str) -> None:
+        """A deleted document leaves memory: its unwritten updates, its room, its peers."""
+        persistence.discard(doc_id)
+        registry.evict(doc_id, CloseCode.DOCUMENT_DELETED)
+
+    def attach(room: Room) -> None:
+        persistence.attach(room)
+        if fanout is not None:
+            fanout.attach(room)
+
+    async def release(room: Room) -> bool:
+        if not await persistence.release(room):
+            return False
+        if fanout is not None:
+            await fanout.detach(room.doc_id)
+        return True
+
     registry = RoomRegistry(
-        persistence.load,
-        attach=persistence.attach,
-        releaser=persistence.release,
+        persistence.load if fanout is None else partial(fanout.load, loader=persistence.load),
+        attach=attach,
+        releaser=release,
         release_delay=settings.room_release_delay,
         keepalive_interval=settings.keepalive_interval,
         observe=timings.observe,
     )
-    metrics.register(RuntimeCollector(registry, persistence, stats))
+    metrics.register(RuntimeCollector(registry, persistence, stats, fanout))
     verifier = (
         TokenVerifier(settings.auth_secret, settings.public_key_pem)
         if settings.auth_secret or settings.auth_public_key
@@ -83,6 +107,8 @@ def create_app(settings: Settings) -> Starlette:
             )
         persistence.start()
         registry.start()
+        if fanout is not None:
+            fanout.start()
         log.info("serving on %s", engine.url.render_as_string(hide_password=True))
         try:
             yield
@@ -91,6 +117,8 @@ def create_app(settings: Settings) -> Starlette:
             rooms = await registry.close(CloseCode.SERVICE_RESTART)
             written = await persistence.close(rooms, deadline)
             log.info("shutdown: %d rooms written%s", len(rooms), "" if written else " (incomplete)")
+            if fanout is not None:
+                await fanout.close()
             await store.close()
 
     app = Starlette(
@@ -107,9 +135,37 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.persistence = persistence
     app.state.registry = registry
+    app.state.fanout = fanout
+    app.state.forget = forget
     app.state.metrics = metrics
     app.state.access = access
     return app
+
+
+def _fanout(
+    settings: Settings, persistence: Persistence, forget: Callable[[str], None]
+) -> Fanout | None:
+    if not settings.redis_url:
+        return None
+
+    async def check_storage(rooms: list[Room]) -> None:
+        for room in rooms:
+            await persistence.write_missing(room)
+
+    transport = RedisTransport(
+        settings.redis_url,
+        retry_max_delay=settings.redis_retry_max_delay,
+        idle_timeout=max(3 * settings.redis_heartbeat_interval, 5.0),
+    )
+    return Fanout(
+        transport,
+        prefix=settings.redis_prefix,
+        heartbeat_interval=settings.redis_heartbeat_interval,
+        process_timeout=settings.redis_process_timeout,
+        join_timeout=settings.redis_join_timeout,
+        on_deleted=forget,
+        on_process_gone=check_storage,
+    )
 
 
 def _pages() -> list[BaseRoute]:

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..fanout import Fanout
 from ..persistence import Persistence
 from ..rooms import RoomRegistry
 from ..stats import Stats
@@ -38,10 +39,17 @@ class Timings:
 class RuntimeCollector(Collector):
     """The core's counters and gauges, read when Prometheus scrapes."""
 
-    def __init__(self, rooms: RoomRegistry, persistence: Persistence, stats: Stats) -> None:
+    def __init__(
+        self,
+        rooms: RoomRegistry,
+        persistence: Persistence,
+        stats: Stats,
+        fanout: Fanout | None = None,
+    ) -> None:
         self.rooms = rooms
         self.persistence = persistence
         self.stats = stats
+        self.fanout = fanout
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
@@ -93,6 +101,25 @@ class RuntimeCollector(Collector):
             "Bytes of WebSocket messages sent",
             stats.bytes_sent + sum(peer.bytes_sent for peer in peers),
         )
+        if self.fanout is not None:
+            yield from _fanout_metrics(self.fanout)
+
+
+def _fanout_metrics(fanout: Fanout) -> Iterator[Metric]:
+    counts = fanout.stats
+    yield GaugeMetricFamily(
+        "collab_redis_connected", "1 while connected to Redis", int(fanout.is_connected)
+    )
+    yield GaugeMetricFamily(
+        "collab_redis_processes", "Other collab processes heard from", fanout.processes
+    )
+    for name, help_text, value in (
+        ("published", "Messages published to other processes", counts.published),
+        ("received", "Messages received from other processes", counts.received),
+        ("resyncs", "Reconnections after which open rooms were resynchronised", counts.resyncs),
+        ("processes_gone", "Other processes that went silent or shut down", counts.processes_gone),
+    ):
+        yield CounterMetricFamily(f"collab_redis_{name}", help_text, value)
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -111,7 +111,7 @@ SPEC: dict[str, Any] = {
         },
         "/readyz": {
             "get": {
-                "summary": "the database (and writes) answer",
+                "summary": "the database (and writes) and Redis, if configured, answer",
                 "responses": {"200": _json("Status"), "503": _json("Status", "not ready")},
             }
         },
