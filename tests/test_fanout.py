@@ -1,0 +1,267 @@
+"""The fan-out core between processes, over an in-memory bus (unit tests; the real
+Redis transport is tested with real processes in test_scaleout)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from collab import protocol
+from collab.fanout import Fanout, Kind, Message, relay
+from collab.peer import Peer
+from collab.presence import Presence
+from collab.protocol import ProtocolError
+from collab.room import Room
+
+from .support import eventually
+from .test_peer import FakeTransport
+
+
+class Hub:
+    """Pub/sub in memory: delivery is asynchronous and in publish order."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, set[MemoryTransport]] = {}
+        self.processes: list[Process] = []
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    hub = Hub()
+    yield hub
+    for process in hub.processes:
+        await process.fanout.close()
+
+
+class MemoryTransport:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.channels: set[str] = set()
+        self.connected = False
+        self.fanout: Fanout | None = None
+        self.sent: list[Message] = []
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def start(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.channels.add(fanout.process_channel)
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        assert self.fanout is not None
+        self.connected = True
+        for channel in self.channels:
+            self.hub.subscribers.setdefault(channel, set()).add(self)
+        self.fanout.connected()
+
+    def disconnect(self) -> None:
+        assert self.fanout is not None
+        self.connected = False
+        for subscribers in self.hub.subscribers.values():
+            subscribers.discard(self)
+        self.fanout.disconnected("test")
+
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
+        if self.connected:
+            self.hub.subscribers.setdefault(channel, set()).add(self)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self.hub.subscribers.get(channel, set()).discard(self)
+
+    async def publish(self, channel: str, data: bytes) -> int:
+        if not self.connected:
+            return 0
+        self.sent.append(Message.decode(data))
+        loop = asyncio.get_running_loop()
+        receivers = list(self.hub.subscribers.get(channel, ()))
+        for receiver in receivers:
+            assert receiver.fanout is not None
+            loop.call_soon(receiver.fanout.received, channel, data)
+        return len(receivers)
+
+    def publish_soon(self, channel: str, data: bytes) -> None:
+        if self.connected:  # as Redis: what is published while down is lost
+            asyncio.get_running_loop().create_task(self.publish(channel, data))
+
+    async def ping(self) -> None:
+        if not self.connected:
+            raise ConnectionError("down")
+
+    async def close(self) -> None:
+        self.connected = False
+
+
+class Process:
+    """One collab process's fan-out and its open rooms."""
+
+    def __init__(self, hub: Hub, stored: dict[str, bytes], **options: Any) -> None:
+        self.transport = MemoryTransport(hub)
+        self.stored = stored
+        self.gone: list[list[str]] = []
+        self.deleted: list[str] = []
+
+        async def on_gone(rooms: list[Room]) -> None:
+            self.gone.append([room.doc_id for room in rooms])
+
+        self.fanout = Fanout(
+            self.transport,
+            on_process_gone=on_gone,
+            on_deleted=self.deleted.append,
+            **{"heartbeat_interval": 0.02, "process_timeout": 0.2, **options},
+        )
+        self.fanout.start()
+        hub.processes.append(self)
+
+    async def open(self, doc_id: str) -> Room:
+        async def load(doc_id: str) -> Doc[Any]:
+            doc: Doc[Any] = Doc()
+            if doc_id in self.stored:
+                doc.apply_update(self.stored[doc_id])
+            return doc
+
+        room = Room(doc_id, await self.fanout.load(doc_id, load))
+        self.fanout.attach(room)
+        return room
+
+
+def text(room: Room) -> str:
+    return str(room.doc.get("text", type=Text))
+
+
+def edit(room: Room, content: str, *, at: int | None = None) -> None:
+    """An edit made by a local peer: applied to the room as an update from it."""
+    source: Doc[Any] = Doc()
+    source.apply_update(room.doc.get_update())
+    before = source.get_state()
+    shared = source.get("text", type=Text)
+    shared.insert(len(shared) if at is None else at, content)
+    room.apply_update(source.get_update(before), Peer(FakeTransport()))
+
+
+def delete(room: Room, start: int, end: int) -> None:
+    source: Doc[Any] = Doc()
+    source.apply_update(room.doc.get_update())
+    before = source.get_state()
+    del source.get("text", type=Text)[start:end]
+    room.apply_update(source.get_update(before), Peer(FakeTransport()))
+
+
+def test_messages_round_trip_and_malformed_ones_are_refused() -> None:
+    message = Message(Kind.REPLY, "abc", "def", b"\x00\x00", b"")
+    assert Message.decode(message.encode()) == message
+    encoded = message.encode()
+    for bad in (
+        b"",
+        encoded[:-1],
+        encoded + b"\x00",
+        b"\x02" + encoded[1:],
+        b"\x01Z" + encoded[2:],
+    ):
+        with pytest.raises(ProtocolError):
+            Message.decode(bad)
+
+
+async def test_updates_cross_once_and_are_not_sent_back(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    edit(room_a, "hello")
+    await eventually(lambda: text(room_b) == "hello", 2, "B gets A's edit")
+    await asyncio.sleep(0.05)
+    assert [m.kind for m in b.transport.sent].count(Kind.UPDATE) == 0
+    assert [m.kind for m in a.transport.sent].count(Kind.UPDATE) == 1
+
+
+async def test_joining_waits_for_what_the_database_lacks(hub: Hub) -> None:
+    stored: dict[str, bytes] = {}
+    a = Process(hub, stored)
+    room_a = await a.open("doc")
+    edit(room_a, "unwritten")
+    b = Process(hub, stored)
+    room_b = await b.open("doc")  # nothing stored: only A has the edit
+    assert text(room_b) == "unwritten"
+
+
+async def test_joining_alone_does_not_wait(hub: Hub) -> None:
+    a = Process(hub, {}, join_timeout=5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await a.open("doc")
+    assert loop.time() - started < 1
+
+
+async def test_after_an_outage_both_sides_get_each_others_edits_and_deletes(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    edit(room_a, "0123456789")
+    await eventually(lambda: text(room_b) == "0123456789", 2, "first sync")
+    a.transport.disconnect()
+    edit(room_a, "A", at=0)
+    delete(room_a, 5, 7)  # deletes of content both sides had: no state vector moves
+    edit(room_b, "B")
+    delete(room_b, 1, 2)
+    assert text(room_a) != text(room_b)
+    a.transport.reconnect()
+    await eventually(lambda: text(room_a) == text(room_b), 2, "convergence after the outage")
+    assert text(room_a) == "A0236789B"
+
+
+async def test_a_silent_process_loses_its_presence_and_its_rooms_are_checked(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    peer = Peer(FakeTransport())
+    room_b.peers.add(peer)
+    state = Presence()
+    state.apply(b"\x01\x07\x01\x0b" + b'{"u":"bob"}', peer)
+    update = state.encode_all()
+    assert update is not None
+    room_b.apply_awareness(update, peer)
+    edit(room_b, "from B")
+    await eventually(lambda: len(room_a.presence) == 1, 2, "B's presence reaches A")
+    assert a.fanout.processes == 1
+    b.transport.disconnect()  # B dies: it stops publishing, heartbeats included
+    await eventually(lambda: len(room_a.presence) == 0, 2, "A drops B's presence")
+    await eventually(lambda: a.gone == [["doc"]], 2, "A checks the room B changed")
+    assert a.fanout.processes == 0
+
+
+async def test_a_client_that_moves_here_owns_its_presence() -> None:
+    presence = Presence()
+    first = b"\x01\x07\x01\x02{}"
+    presence.apply(first, relay("other"))
+    peer = Peer(FakeTransport())
+    presence.apply(b"\x01\x07\x02\x02{}", peer)
+    assert presence.remove_owned_by(relay("other")) is None
+    assert presence.remove_owned_by(peer) is not None
+
+
+async def test_a_malformed_message_is_logged_and_changes_nothing(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = Process(hub, {})
+    room = await a.open("doc")
+    bad_update = Message(Kind.UPDATE, "intruder", "", b"\xff\xff\xff").encode()
+    with caplog.at_level(logging.WARNING, "collab.fanout"):
+        a.fanout.received(a.fanout.channel("doc"), b"garbage")
+        a.fanout.received(a.fanout.channel("doc"), bad_update)
+    assert "malformed bus message" in caplog.text
+    assert "ignoring a UPDATE message" in caplog.text
+    assert room.doc.get_update() == protocol.EMPTY_UPDATE
+
+
+async def test_a_delete_elsewhere_closes_the_room_here(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    await a.open("doc")
+    await b.open("doc")
+    a.fanout.deleted("doc")
+    await eventually(lambda: b.deleted == ["doc"], 2, "B told of the delete")
+    await eventually(lambda: "doc" not in a.transport.channels, 2, "A unsubscribed")
