@@ -274,6 +274,17 @@ class Fanout:
         if doc_id not in self._links:
             await self.transport.unsubscribe(self.channel(doc_id))
 
+    def changed_by_silent(self) -> list[Room]:
+        """Open rooms changed by processes that have missed a heartbeat: they may have
+        died holding edits they had not written."""
+        heard = self._clock() - 2 * self.heartbeat_interval
+        return [
+            link.room
+            for link in self._links.values()
+            if link.room is not None
+            and any(self._seen.get(p, heard) <= heard for p in link.updated_by)
+        ]
+
     def deleted(self, doc_id: str) -> None:
         """A document was deleted here: tell the other processes, and stop listening."""
         self.transport.publish_soon(self.channel(doc_id), self._encode(Kind.DELETED))

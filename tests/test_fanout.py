@@ -265,3 +265,14 @@ async def test_a_delete_elsewhere_closes_the_room_here(hub: Hub) -> None:
     a.fanout.deleted("doc")
     await eventually(lambda: b.deleted == ["doc"], 2, "B told of the delete")
     await eventually(lambda: "doc" not in a.transport.channels, 2, "A unsubscribed")
+
+
+async def test_rooms_changed_by_a_process_that_missed_heartbeats_are_named(hub: Hub) -> None:
+    a, b = Process(hub, {}, process_timeout=30), Process(hub, {}, process_timeout=30)
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    await a.open("untouched")
+    edit(room_b, "from B")
+    await eventually(lambda: text(room_a) == "from B", 2, "B's edit reaches A")
+    assert a.fanout.changed_by_silent() == []
+    b.transport.disconnect()
+    await eventually(lambda: a.fanout.changed_by_silent() == [room_a], 2, "B is silent")

@@ -118,6 +118,10 @@ def create_app(settings: Settings) -> Starlette:
             written = await persistence.close(rooms, deadline)
             log.info("shutdown: %d rooms written%s", len(rooms), "" if written else " (incomplete)")
             if fanout is not None:
+                # Another process may have died holding edits it had not written.
+                for room in fanout.changed_by_silent():
+                    if time.monotonic() < deadline:
+                        await persistence.write_missing(room)
                 await fanout.close()
             await store.close()
 
