@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import CollabServer, PostgresServer, migrate
+from .support import CollabServer, PostgresServer, RedisServer, migrate
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +84,71 @@ def live_server(shared_server: CollabServer) -> CollabServer:
 @pytest.fixture
 def server(start_server: ServerFactory) -> CollabServer:
     return start_server()
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A Redis server of the test's own (it starts in a few milliseconds)."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> str:
+    """A migrated database that fresh ones are copied from: faster than migrating each."""
+    name = "collab_template"
+    migrate(postgres.create_database(name))
+    return name
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer, postgres_template: str) -> str:
+    """A fresh, migrated PostgreSQL database."""
+    return postgres.create_database("t_" + uuid.uuid4().hex[:16], template=postgres_template)
+
+
+# Short intervals, so that the scale-out tests see a dead process or a Redis outage
+# in about a second instead of the production defaults.
+SCALEOUT_SETTINGS = {
+    "redis_heartbeat_interval": "0.3",
+    "redis_process_timeout": "1.5",
+    "redis_retry_max_delay": "0.5",
+}
+
+
+class Cluster:
+    """``collab serve`` processes sharing one PostgreSQL database and one Redis: the
+    nodes of one deployment. Keyword arguments are settings (``flush_interval="30"``)."""
+
+    def __init__(self, database_url: str, redis: RedisServer) -> None:
+        self.database_url = database_url
+        self.redis = redis
+        self.nodes: list[CollabServer] = []
+
+    def start(self, **env: str) -> CollabServer:
+        (node,) = self.start_many(1, **env)
+        return node
+
+    def start_many(self, count: int, **env: str) -> list[CollabServer]:
+        """Start ``count`` nodes at once and wait until all serve."""
+        settings = {**SCALEOUT_SETTINGS, "redis_url": self.redis.url, **env}
+        variables = {f"COLLAB_{k.upper()}": str(v) for k, v in settings.items()}
+        nodes = [CollabServer(self.database_url, variables).launch() for _ in range(count)]
+        self.nodes += nodes
+        return [node.wait_started() for node in nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def cluster(postgres_url: str, redis: RedisServer) -> Iterator[Cluster]:
+    deployment = Cluster(postgres_url, redis)
+    try:
+        yield deployment
+    finally:
+        deployment.stop()

@@ -123,7 +123,8 @@ class PostgresServer:
             capture_output=True,
         )
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, template: str | None = None) -> str:
+        statement = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
         subprocess.run(
             [
                 str(self.bin / "psql"),
@@ -134,12 +135,85 @@ class PostgresServer:
                 "-U",
                 "postgres",
                 "-qc",
-                f'CREATE DATABASE "{name}"',
+                statement,
             ],
             check=True,
             capture_output=True,
         )
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port, without persistence.
+
+    ``stop()`` and ``start()`` keep the port, so a test can take Redis away and bring
+    it back under the processes that use it."""
+
+    def __init__(self) -> None:
+        found = shutil.which("redis-server") or (
+            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+        )
+        if found is None:
+            raise RuntimeError("redis-server is not installed: run bash .ci/system-deps")
+        self.binary = found
+        self.dir = Path(tempfile.mkdtemp(prefix="collab-redis-"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self, timeout: float = 10) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        with (self.dir / "log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start:\n{self.log()}")
+            time.sleep(0.01)
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server at once (SIGKILL): clients see their connections drop."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        path = self.dir / "log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def destroy(self) -> None:
         self.stop()
@@ -167,6 +241,10 @@ class CollabServer:
         return f"{self.ws_base}/{doc_id}"
 
     def start(self) -> CollabServer:
+        return self.launch().wait_started()
+
+    def launch(self) -> CollabServer:
+        """Start the process without waiting for it to serve (to start several at once)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN / "collab"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -175,6 +253,10 @@ class CollabServer:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
+        return self
+
+    def wait_started(self) -> CollabServer:
+        assert self.process is not None
         deadline = time.monotonic() + 20
         while True:
             if self.process.poll() is not None:
