@@ -7,6 +7,8 @@
 //   {"cmd": "insert", "text": "...", "index"?: n}   insert into Y.Text "text"
 //   {"cmd": "presence", "state": {...} | null}      set the local awareness state
 //   {"cmd": "state"}                                 print text + awareness + status
+//   {"cmd": "server", "url": "ws://HOST:PORT/ws"}    reconnect there from now on (a load
+//                                                    balancer sending it elsewhere)
 //   {"cmd": "exit"}                                   destroy the provider and exit
 // Events printed (one JSON object per line): status, synced, close, state, update.
 import * as Y from 'yjs'
@@ -58,6 +60,9 @@ rl.on('line', (line) => {
       break
     case 'state':
       emit(snapshot())
+      break
+    case 'server':
+      provider.serverUrl = command.url
       break
     case 'exit':
       provider.destroy()
