@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // collab benchmark harness. Entry point: `bash bench/run [flags]` (see --help).
 //
-// Starts each server under test pinned to CPU 0, runs the load generator in
+// Starts each server under test pinned to CPU 0 (the cluster scenario: nothing
+// pinned, see lib/cluster.mjs), runs the load generator in
 // this process pinned to CPU 1, prints a table and writes
 // bench/results/<stamp>.{json,md} (and latest.{json,md}).
 
@@ -12,9 +13,11 @@ import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { SERVERS, BENCH_DIR, ROOT, startServer, canPin, nproc, CPU_PIN } from './lib/servers.mjs'
 import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from './lib/scenarios.mjs'
-import { renderTable, renderStorage, storageSummary, headline, LEGEND } from './lib/report.mjs'
+import { renderTable, renderStorage, storageSummary, renderCluster, headline, LEGEND } from './lib/report.mjs'
+import { cluster, clusterSummary } from './lib/cluster.mjs'
+import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './lib/infra.mjs'
 
-const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes']
+const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes', 'cluster']
 
 const HELP = `usage: bash bench/run [options]
 
@@ -38,6 +41,12 @@ const HELP = `usage: bash bench/run [options]
   --store-bytes N     snapshot size in 'storeopen' (default 1700000)
   --store-rows N      log rows after it (default 5000)
   --store-runs N      timed opens, median reported (default 7)
+  --cluster-docs N    documents in 'cluster' (default 30)
+  --cluster-clients N clients per document in 'cluster' (default 10)
+  --cluster-writers N writers per document in 'cluster' (default 2)
+  --cluster-rates LIST  edits/s per writer in 'cluster', tried in order
+                      (default 10,20,30,40,50,60,80,100,130,160)
+  --cluster-processes LIST  collab processes per variant (default 1,2; >1 uses Redis)
   --deflate           clients offer permessage-deflate (default off)
   --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
   --quick             smoke run: small sizes, short windows
@@ -57,6 +66,11 @@ const { values: a } = parseArgs({
     'store-bytes': { type: 'string' },
     'store-rows': { type: 'string' },
     'store-runs': { type: 'string' },
+    'cluster-docs': { type: 'string' },
+    'cluster-clients': { type: 'string' },
+    'cluster-writers': { type: 'string' },
+    'cluster-rates': { type: 'string' },
+    'cluster-processes': { type: 'string' },
     writers: { type: 'string' },
     rate: { type: 'string' },
     warmup: { type: 'string' },
@@ -104,6 +118,12 @@ const o = {
   storeRows: Number(a['store-rows'] || (q ? 1000 : 5000)),
   storeRuns: Number(a['store-runs'] || (q ? 3 : 7)),
   storeTimeoutMs: 300000,
+  clusterDocs: Number(a['cluster-docs'] || (q ? 10 : 30)),
+  clusterClients: Number(a['cluster-clients'] || 10),
+  clusterWriters: Number(a['cluster-writers'] || 2),
+  clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [10, 20, 30, 40, 50, 60, 80, 100, 130, 160]),
+  clusterProcesses: a['cluster-processes'] ? nums(a['cluster-processes']) : [1, 2],
+  clusterMaxS: q ? 25 : 150,
   coldTimeoutMs: 120000,
   coldOpenTimeoutMs: 20000,
   connectBatch: 50,
@@ -117,6 +137,8 @@ for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unkn
 // --- pinning: decide before pinning ourselves (nproc honours affinity)
 const cpus = nproc()
 const pin = !a['no-pin'] && canPin()
+// our CPU list before pinning: the cluster scenario unpins the generator again
+const ownCpus = (sh0 => (/:\s*([\d,-]+)\s*$/.exec(sh0) || [])[1] || null)((spawnSync('taskset', ['-c', '-p', String(process.pid)], { encoding: 'utf8' }).stdout || '').trim())
 if (pin) spawnSync('taskset', ['-a', '-p', '-c', CPU_PIN.generator, String(process.pid)], { stdio: 'ignore' })
 
 // --- servers
@@ -150,11 +172,12 @@ const machine = {
   servers: Object.fromEntries(servers.map(s => [s.name, s.version()])),
   pinned: pin ? { server_cpu: CPU_PIN.server, generator_cpu: CPU_PIN.generator } : false,
   ulimit_n: sh('bash', ['-c', 'ulimit -n']),
+  ...(scenarios.includes('cluster') ? { postgresql: postgresVersion(), redis: redisVersion() } : {}),
   git_commit: sh('git', ['-C', path.join(BENCH_DIR, '..'), 'rev-parse', '--short', 'HEAD']) || null
 }
 console.log(`# collab bench  ${machine.date}`)
 console.log(`  ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.kernel}, node ${machine.node}, ${machine.python}`)
-console.log(`  pinning: ${pin ? `server on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : 'off'}`)
+console.log(`  pinning: ${pin ? `server on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? '; cluster: none (every process unpinned)' : ''}`)
 for (const [k, v] of Object.entries(machine.servers)) console.log(`  ${k}: ${v}`)
 console.log(`  options: ${JSON.stringify(o)}`)
 
@@ -163,8 +186,13 @@ const stamp = machine.date.replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-bench-'))
 const results = []
 let current = null
-const cleanup = async () => { if (current) { try { await current.stop() } catch (e) {} current = null } }
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130) })
+const stoppers = new Set() // the cluster scenario's processes (each stop is idempotent)
+const cleanup = async () => {
+  if (current) { try { await current.stop() } catch (e) {} current = null }
+  for (const stop of stoppers) { try { await stop() } catch (e) {} }
+  stoppers.clear()
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); fs.rmSync(tmpRoot, { recursive: true, force: true }); process.exit(130) })
 
 const summarize = (r) => {
   const bits = []
@@ -233,8 +261,47 @@ const storeOpen = () => {
   console.log(`${bits.join('; ')} raw_apply_ms=${common.raw_apply_snapshot.median_ms}  (${elapsed}s)`)
 }
 
+// 'cluster': 1 vs 2 collab processes (+ Redis) on PostgreSQL, unpinned
+const runCluster = async () => {
+  const why = clusterAvailable()
+  if (why) {
+    console.log(`- collab / cluster: ${why}; skipped`)
+    results.push({ scenario: 'cluster', server: 'collab', error: `not run: ${why}` })
+    return
+  }
+  console.log(`- collab / cluster: ${o.clusterDocs} docs × ${o.clusterClients} clients (${o.clusterWriters} writers each), processes ${o.clusterProcesses.join(' vs ')}, PostgreSQL with ${Object.entries(PG_SETTINGS).filter(([k]) => k !== 'max_connections').map(([k, v]) => `${k}=${v}`).join(' ')}, no pinning`)
+  if (pin && ownCpus) spawnSync('taskset', ['-a', '-p', '-c', ownCpus, String(process.pid)], { stdio: 'ignore' })
+  try {
+    await cluster(o, {
+      tmpdir: fs.mkdtempSync(path.join(tmpRoot, 'cluster-')),
+      track: (stop) => stoppers.add(stop),
+      onResult: (r) => {
+        const bits = [`max_delivered_per_s=${r.max_delivered_per_s}`, `p50_ms=${r.p50_ms}`, `p99_ms=${r.p99_ms}`]
+        if (r.processes > 1) bits.push(`same/cross p99_ms=${r.same_process_p99_ms}/${r.cross_process_p99_ms}`)
+        bits.push(`converged=${r.converged}`)
+        if (r.error) bits.push(`error=${String(r.error).split('\n')[0]}`)
+        console.log(`  - ${r.processes} process(es): ${bits.join(' ')} (stopped ${r.stopped})  (${r.elapsed_s}s)`)
+        if (r.errors && r.errors.length) console.log(`    errors: ${r.errors.join(' | ')}`)
+        if (r.server_log_errors) console.log(`    server log: ${r.server_log_errors.slice(0, 5).join(' | ')}`)
+        results.push(r)
+      }
+    })
+  } catch (e) {
+    results.push({ scenario: 'cluster', server: 'collab', error: String(e.stack || e).slice(0, 2000) })
+    console.log(`  error: ${String(e.message || e).split('\n')[0]}`)
+  } finally {
+    await cleanup()
+    if (pin) spawnSync('taskset', ['-a', '-p', '-c', CPU_PIN.generator, String(process.pid)], { stdio: 'ignore' })
+  }
+}
+
 const selected = new Set(servers.map(s => s.name))
 for (const scenario of scenarios) {
+  if (scenario === 'cluster') {
+    if (!selected.has('collab')) { console.log('- cluster: collab only, not selected, skipped'); continue }
+    await runCluster()
+    continue
+  }
   if (scenario === 'storeopen' || scenario === 'writes') {
     if (!selected.has('collab')) { console.log(`- ${scenario}: collab only, not selected, skipped`); continue }
     if (scenario === 'storeopen') storeOpen()
@@ -274,9 +341,11 @@ fs.rmSync(tmpRoot, { recursive: true, force: true })
 // --- report
 const table = renderTable(results, servers.map(s => s.name))
 const storage = renderStorage(results)
+const clusterMd = renderCluster(results)
 console.log('')
 console.log(table)
 if (storage) console.log('\n' + storage)
+if (clusterMd) console.log('\n' + clusterMd)
 const failed = results.filter(r => r.error || r.converged === false)
 if (failed.length) {
   console.log(`\n${failed.length} run(s) failed or did not converge: ${failed.map(r => `${r.server}/${r.scenario}`).join(', ')}`)
@@ -285,14 +354,15 @@ if (failed.length) {
 if (!a['no-save']) {
   const outDir = path.resolve(a.out || path.join(BENCH_DIR, 'results'))
   fs.mkdirSync(outDir, { recursive: true })
-  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), results }, null, 2) + '\n'
+  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), cluster: clusterSummary(results), results }, null, 2) + '\n'
   const md = `# collab benchmark, ${machine.date}\n\n` +
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
     Object.entries(machine.servers).map(([k, v]) => `- ${k}: ${v}\n`).join('') +
-    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
+    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? '; cluster scenario: none (servers, Redis, PostgreSQL and generator unpinned)' : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
+    (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
-    table + '\n\n' + (storage ? storage + '\n\n' : '') + LEGEND
+    table + '\n\n' + (storage ? storage + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + LEGEND
   for (const name of [stamp, 'latest']) {
     fs.writeFileSync(path.join(outDir, `${name}.json`), json)
     fs.writeFileSync(path.join(outDir, `${name}.md`), md)

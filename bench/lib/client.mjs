@@ -73,10 +73,15 @@ export class Tracker {
     this.editsInWindow = 0
     this.bucketMs = 500
     this.bucketMax = [] // worst latency of edits sent in each 500 ms of the window
+    // the cluster scenario: latency samples also split by whether the receiving
+    // peer is on the writer's server process (`group`) or on another one
+    this.splitGroups = false
+    this.samplesSame = []
+    this.samplesCross = []
   }
 
-  registerWriter (clientID) {
-    const w = { clientID, clocks: [], times: [] }
+  registerWriter (clientID, group = 0) {
+    const w = { clientID, group, clocks: [], times: [] }
     this.writers.set(clientID, w)
     return w
   }
@@ -89,7 +94,8 @@ export class Tracker {
 
   // A peer's state vector for `clientID` advanced to `clock` at time `now`.
   // `cursor` is the peer's Map clientID -> index into the writer's edits.
-  advance (cursors, clientID, clock, now) {
+  // `group` is the receiving peer's (its server process, in the cluster scenario).
+  advance (cursors, clientID, clock, now, group = 0) {
     const w = this.writers.get(clientID)
     if (w === undefined) return
     let i = cursors.get(clientID) || 0
@@ -97,11 +103,13 @@ export class Tracker {
     const ws = this.windowStart
     const we = this.windowEnd
     const inWin = now >= ws && now < we
+    const split = this.splitGroups ? (w.group === group ? this.samplesSame : this.samplesCross) : null
     while (i < clocks.length && clocks[i] <= clock) {
       const t = times[i]
       if (t >= ws && t < we) {
         const lat = now - t
         this.samples.push(lat)
+        if (split !== null) split.push(lat)
         const b = Math.floor((t - ws) / this.bucketMs)
         if (!(this.bucketMax[b] >= lat)) this.bucketMax[b] = lat
       }
@@ -123,8 +131,13 @@ export class Peer {
    * @param {Tracker} [o.tracker]
    * @param {'count'|'full'|'writer'} o.kind
    * @param {boolean} [o.deflate]
+   * @param {number} [o.group] which server process it talks to (cluster scenario)
+   * @param {boolean} [o.editAtStart] writers insert at position 0 instead of at a
+   *   random position (no position search in a long text: cheaper for the generator)
    */
-  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false }) {
+  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false, group = 0, editAtStart = false }) {
+    this.group = group
+    this.editAtStart = editAtStart
     this.url = url
     this.docName = docName
     this.framing = framing
@@ -151,7 +164,7 @@ export class Peer {
       this.ownClientID = this.doc.clientID
     }
     if (kind === 'writer') {
-      this.writerState = tracker.registerWriter(this.doc.clientID)
+      this.writerState = tracker.registerWriter(this.doc.clientID, group)
       this.doc.on('update', (update, origin) => {
         if (origin !== 'remote' && this.ws && this.ws.readyState === WebSocket.OPEN) {
           this.send(encodeSync(SYNC_UPDATE, update))
@@ -252,7 +265,7 @@ export class Peer {
       if (this.tracker) {
         for (const client of meta.to.keys()) {
           if (client === this.ownClientID) continue
-          this.tracker.advance(this.cursors, client, Y.getState(this.doc.store, client), now)
+          this.tracker.advance(this.cursors, client, Y.getState(this.doc.store, client), now, this.group)
         }
       }
       return
@@ -281,7 +294,7 @@ export class Peer {
     for (const [client, to] of meta.to) {
       if (to > (this.sv.get(client) || 0)) {
         this.sv.set(client, to)
-        if (this.tracker) this.tracker.advance(this.cursors, client, to, now)
+        if (this.tracker) this.tracker.advance(this.cursors, client, to, now, this.group)
       }
     }
     return true
@@ -292,10 +305,9 @@ export class Peer {
     return this.sv.get(clientID) || 0
   }
 
-  // writers: one small insert at a random position
+  // writers: one small insert at a random position (or at the start)
   edit (str) {
-    const len = this.text.length
-    const pos = Math.floor(Math.random() * (len + 1))
+    const pos = this.editAtStart ? 0 : Math.floor(Math.random() * (this.text.length + 1))
     const t = performance.now()
     this.text.insert(pos, str)
     this.tracker.recordEdit(this.writerState, Y.getState(this.doc.store, this.doc.clientID), t)

@@ -1,5 +1,7 @@
 // Result table (markdown, also printed) and the headline metric per scenario.
 
+import { clusterSummary } from './cluster.mjs'
+
 // headline metric per scenario family: [key, label, lower is better]
 const HEADLINE = {
   fanout: ['server_cpu_us_per_delivery', 'CPU µs/upd', true],
@@ -7,7 +9,8 @@ const HEADLINE = {
   saturation: ['max_edits_per_s', 'max edits/s', false],
   coldload: ['cold_open_ms', 'cold open', true],
   storeopen: ['open_ms', 'open ms', true],
-  writes: ['transactions_per_s', 'write tx/s', true]
+  writes: ['transactions_per_s', 'write tx/s', true],
+  cluster: ['max_delivered_per_s', 'max upd/s', false]
 }
 const family = (scenario) => scenario.split('-')[0]
 
@@ -27,6 +30,11 @@ const other = (r) => {
   if (f === 'saturation') return `${r.max_edits_per_s ? `max ${r.max_edits_per_s}` : `< ${r.steps && r.steps[0] ? r.steps[0].edits_per_s : '?'}`} edits/s with p99 ≤ ${r.p99_limit_ms} ms (stopped ${r.stopped})${noisy}`
   if (f === 'coldload') return `${r.doc_chars} chars/${r.edits} edits: cold open ${r.cold_open_ms} ms, warm ${r.warm_open_ms} ms; ingest ${r.ingest_edits_per_s} edits/s${r.restarted ? '' : ' (no restart)'}`
   if (f === 'storeopen') return `${mb(r.snapshot_bytes)} MB snapshot + ${r.log_rows} log rows (${mb(r.log_bytes)} MB): Persistence.load ${r.open_ms} ms = DB read ${r.db_read_ms} + build ${r.build_ms} ms (median of ${r.runs}); raw pycrdt apply of the snapshot ${r.raw_apply_ms} ms`
+  if (f === 'cluster') {
+    if (!r.processes) return ''
+    const split = r.processes > 1 && r.same_process_p99_ms !== undefined ? `; p99 same/cross process ${r.same_process_p99_ms}/${r.cross_process_p99_ms} ms` : ''
+    return `${r.processes} process${r.processes > 1 ? 'es + Redis' : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; unpinned; stopped ${r.stopped}${noisy}`
+  }
   if (f === 'writes') return `${r.edits_per_s} edits/s for ${r.window_s} s → ${r.rows_per_s} rows/s in ${r.transactions_per_s} transactions/s (${r.rows_per_transaction} rows each)`
   return ''
 }
@@ -83,6 +91,26 @@ export const renderStorage = (results) => {
   return out.length ? '## Storage\n\n' + out.join('\n') : ''
 }
 
+// Scale-out: 1 vs 2 collab processes, the same load.
+export const renderCluster = (results) => {
+  const c = clusterSummary(results)
+  if (!c) return ''
+  const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
+  const out = ['## Scale-out: 1 vs 2 collab processes (cluster)\n']
+  out.push('Same load on each: documents × clients, 2 writers each, rising edits/s per writer; with 2 processes each document\'s clients alternate between them (writers on different processes) and updates cross through Redis. PostgreSQL (fsync off) for both; no CPU pinning.\n')
+  out.push(table(['processes', 'max delivered upd/s (p99 ≤ 100 ms)', 'edits/s', 'edits/s per writer', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'stopped', 'converged'],
+    c.runs.map(r => r.error ? [r.processes, `ERROR: ${String(r.error).slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', r.converged] : [r.processes, r.max_delivered_per_s, r.max_edits_per_s, r.max_rate_per_writer, r.p50_ms, r.p99_ms, r.processes > 1 ? `${fmt(results.find(x => x.scenario === `cluster-${r.processes}p`).same_process_p50_ms)}/${fmt(r.same_process_p99_ms)}` : '–', r.processes > 1 ? `${fmt(results.find(x => x.scenario === `cluster-${r.processes}p`).cross_process_p50_ms)}/${fmt(r.cross_process_p99_ms)}` : '–', r.stopped, r.converged])))
+  if (c.common_rate_per_writer !== null) {
+    const one = c.at_common_rate.one_process
+    const two = c.at_common_rate.two_processes
+    out.push(`\n### At a common rate: ${c.common_rate_per_writer} edits/s per writer (${c.common_rate_sustained_by_both ? 'the highest both sustained' : 'the lowest step: not sustained by both'})\n`)
+    out.push(table(['processes', 'edits/s', 'delivered upd/s', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'srv CPU % (sum)', 'srv CPU µs/upd', 'all CPU µs/upd', 'gen CPU %', 'other load %'],
+      [[1, one], [2, two]].filter(([, x]) => x).map(([n, x]) => [n, x.edits_per_s, x.delivered_per_s, x.p50_ms, x.p99_ms, n > 1 ? `${fmt(x.same_process_p50_ms)}/${fmt(x.same_process_p99_ms)}` : '–', n > 1 ? `${fmt(x.cross_process_p50_ms)}/${fmt(x.cross_process_p99_ms)}` : '–', x.server_cpu_pct, x.server_cpu_us_per_delivery, x.all_cpu_us_per_delivery, x.gen_cpu_pct, `${x.other_load_pct}${x.other_load_pct > 20 ? ' ⚠' : ''}`])))
+  }
+  if (c.throughput_two_over_one !== null) out.push(`\n**2 processes / 1 process, max delivered upd/s: ${c.throughput_two_over_one}×** (goal of issue #9: > 1)`)
+  return out.join('\n')
+}
+
 export const renderTable = (results, serverNames) => {
   const head = ['scenario', 'server', 'delivered upd/s', 'p50 ms', 'p99 ms', 'converged', 'srv CPU %', 'srv CPU µs/upd', 'gen CPU %', 'srv RSS MB', 'details']
   const withRatio = serverNames.length > 1 && serverNames.includes('collab')
@@ -116,5 +144,6 @@ export const LEGEND = `## Columns
 - **collab-nopersist**: collab with \`COLLAB_FLUSH_INTERVAL=3600 COLLAB_SNAPSHOT_INTERVAL=3600 COLLAB_SNAPSHOT_THRESHOLD=100000000\` (nothing written during the window), run right after collab's run of the same size; the Storage section gives the on/off ratios (throughput: on/off ≥ 0.9 is the goal).
 - **storeopen-DB**: \`bench/storage_bench.py\`: a snapshot (a Y.Text built from many random-position edits, written by \`SqlStore.append\` + \`compact\`) plus log rows (real incremental updates of the same document, appended 10 at a time) in a fresh migrated database; **open ms** = \`Persistence(store).load(doc_id)\`, **DB read** = \`store.load\`, **build** = \`state.build_doc\`, **raw apply** = one pycrdt \`apply_update\` of the snapshot alone; medians.
 - **writes-R**: one client doing R edits/s against \`collab serve\` (SQLite, default 100 ms flush, compaction off); rows in \`updates\` afterwards per second, and distinct \`created_at\` values (one per flush transaction) per second.
+- **cluster-Np**: N \`collab serve\` processes (N > 1: with \`COLLAB_REDIS_URL\`, a throwaway redis-server) on one throwaway PostgreSQL (fsync, synchronous_commit and full_page_writes off), nothing pinned; documents × clients with 2 writers each, the clients of a document alternating between the processes; edits/s per writer rising until p99 > 100 ms or deliveries fall behind. **delivered upd/s**, p50/p99 and CPU are those of the highest step that passed; **srv CPU** sums the processes; same-/cross-process latency splits the samples by whether the receiving client is on the writer's process. **all CPU µs/upd**: servers + Redis + PostgreSQL + generator CPU per delivered update (on 2 cores, 2 × 10⁶ / this bounds the throughput). The Scale-out section compares the variants.
 - **vs collab**: the scenario's headline metric (fan-out: CPU µs/upd; manydocs: RSS per connection; saturation: max edits/s; cold load: cold open time) of that server divided by collab's.
 `

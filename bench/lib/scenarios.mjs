@@ -18,7 +18,7 @@ export const percentile = (sorted, p) => {
 
 const round = (x, d = 2) => x === null || x === undefined || !Number.isFinite(x) ? x : Math.round(x * 10 ** d) / 10 ** d
 
-const collectErrors = (peers, server) => {
+export const collectErrors = (peers, server) => {
   const errs = []
   for (const p of peers) for (const e of p.errors) errs.push(e)
   const uniq = [...new Set(errs)]
@@ -31,7 +31,7 @@ const collectErrors = (peers, server) => {
 // Generate edits from `writers` at `rate` edits/s each until `stopAt`
 // (performance.now() time). One scheduling tick per millisecond; writers are
 // staggered. Returns a promise of the number of edits made.
-const driveWriters = (writers, rate, stopAt, str) => new Promise(resolve => {
+export const driveWriters = (writers, rate, stopAt, str) => new Promise(resolve => {
   const period = 1000 / rate
   const t0 = performance.now()
   const next = writers.map((_, i) => t0 + i * period / writers.length)
@@ -57,15 +57,15 @@ const driveWriters = (writers, rate, stopAt, str) => new Promise(resolve => {
   tick()
 })
 
-// Wait until every peer has every writer's edits (or the timeout passes).
-const drain = async (peers, writers, timeoutMs) => {
-  const targets = writers.map(w => [w.doc.clientID, Y.getState(w.doc.store, w.doc.clientID)])
+// Wait until every peer has the edits of every writer of its document (or the timeout passes).
+export const drain = async (peers, writers, timeoutMs) => {
+  const targets = writers.map(w => [w.doc.clientID, Y.getState(w.doc.store, w.doc.clientID), w.docName])
   const t0 = performance.now()
   for (;;) {
     let missing = 0
     for (const p of peers) {
-      for (const [c, clock] of targets) {
-        if (c !== p.ownClientID && p.clockOf(c) < clock) missing++
+      for (const [c, clock, docName] of targets) {
+        if (c !== p.ownClientID && docName === p.docName && p.clockOf(c) < clock) missing++
       }
     }
     if (missing === 0) return { missing: 0, ms: performance.now() - t0 }
@@ -75,7 +75,10 @@ const drain = async (peers, writers, timeoutMs) => {
 }
 
 // One measured load window over connected peers. Returns the metrics.
-const measureWindow = async ({ server, peers, writers, tracker, rate, warmupS, windowS, str, drainTimeoutMs }) => {
+// `servers` (default [server]): every server process whose CPU and RSS count as
+// the server's; `auxPids`: { name: pid } of other services (Redis, PostgreSQL)
+// whose CPU is reported separately; `receiversPerEdit` (default: every other peer).
+export const measureWindow = async ({ server, servers = [server], auxPids = {}, receiversPerEdit, peers, writers, tracker, rate, warmupS, windowS, str, drainTimeoutMs }) => {
   const now0 = performance.now()
   const windowStart = now0 + warmupS * 1000
   const windowEnd = windowStart + windowS * 1000
@@ -85,9 +88,14 @@ const measureWindow = async ({ server, peers, writers, tracker, rate, warmupS, w
   tracker.deliveredInWindow = 0
   tracker.editsInWindow = 0
   tracker.bucketMax = []
+  tracker.samplesSame = []
+  tracker.samplesCross = []
+  const cpuAll = () => servers.map(s => cpuMicros(s.pid))
+  const cpuAux = () => Object.fromEntries(Object.entries(auxPids).map(([k, pid]) => [k, pid ? cpuMicros(pid) : 0]))
   const driving = driveWriters(writers, rate, windowEnd, str)
   await sleep(Math.max(0, windowStart - performance.now()))
-  const cpu0 = cpuMicros(server.pid)
+  const cpu0 = cpuAll()
+  const aux0 = cpuAux()
   const sys0 = cpuTimes()
   const gen0 = process.cpuUsage()
   const eld = monitorEventLoopDelay({ resolution: 5 })
@@ -95,17 +103,20 @@ const measureWindow = async ({ server, peers, writers, tracker, rate, warmupS, w
   const tA = performance.now()
   await sleep(Math.max(0, windowEnd - performance.now()))
   const tB = performance.now()
-  const cpu1 = cpuMicros(server.pid)
+  const cpu1 = cpuAll()
+  const aux1 = cpuAux()
   const sys1 = cpuTimes()
   const gen1 = process.cpuUsage(gen0)
   eld.disable()
   const { skipped } = await driving
-  const rss = rssBytes(server.pid)
+  const rss = servers.reduce((sum, s) => sum + rssBytes(s.pid), 0)
   const dr = await drain(peers, writers, drainTimeoutMs)
   const wall = (tB - tA) / 1000
   const samples = Float64Array.from(tracker.samples).sort()
   const delivered = tracker.deliveredInWindow
-  const serverCpuUs = cpu1 - cpu0
+  const serverCpuUsEach = cpu1.map((c, i) => c - cpu0[i])
+  const serverCpuUs = serverCpuUsEach.reduce((a, b) => a + b, 0)
+  const auxPct = Object.fromEntries(Object.keys(aux1).map(k => [k, round((aux1[k] - aux0[k]) / (wall * 1e6) * 100, 1)]))
   const editsPerS = tracker.editsInWindow / windowS
   const busy = cpuBusyPct(sys0, sys1)
   const serverPct = serverCpuUs / (wall * 1e6) * 100
@@ -115,9 +126,32 @@ const measureWindow = async ({ server, peers, writers, tracker, rate, warmupS, w
   let other = 0
   for (const [k, v] of Object.entries(busy)) if (/^cpu\d+$/.test(k)) other += v - (busy[k + '_softirq'] || 0)
   other -= serverPct + genPct
+  for (const v of Object.values(auxPct)) other -= v
+  const split = {}
+  if (tracker.splitGroups) {
+    const same = Float64Array.from(tracker.samplesSame).sort()
+    const cross = Float64Array.from(tracker.samplesCross).sort()
+    Object.assign(split, {
+      same_process_samples: same.length,
+      same_process_p50_ms: round(percentile(same, 50)),
+      same_process_p99_ms: round(percentile(same, 99)),
+      cross_process_samples: cross.length,
+      cross_process_p50_ms: round(percentile(cross, 50)),
+      cross_process_p99_ms: round(percentile(cross, 99))
+    })
+  }
+  if (servers.length > 1) split.server_cpu_pct_each = serverCpuUsEach.map(c => round(c / (wall * 1e6) * 100, 1))
+  if (Object.keys(auxPct).length) {
+    split.aux_cpu_pct = auxPct
+    // CPU per delivered update of the generator, and of everything (servers + services + generator)
+    const genUs = gen1.user + gen1.system
+    const auxUs = Object.keys(aux1).reduce((sum, k) => sum + aux1[k] - aux0[k], 0)
+    split.gen_cpu_us_per_delivery = delivered ? round(genUs / delivered, 2) : null
+    split.all_cpu_us_per_delivery = delivered ? round((serverCpuUs + auxUs + genUs) / delivered, 2) : null
+  }
   return {
     edits_per_s: round(editsPerS, 1),
-    expected_deliveries_per_s: round(editsPerS * (peers.length - 1), 0),
+    expected_deliveries_per_s: round(editsPerS * (receiversPerEdit ?? (peers.length - 1)), 0),
     delivered_per_s: round(delivered / wall, 0),
     latency_samples: samples.length,
     p50_ms: round(percentile(samples, 50)),
@@ -135,11 +169,12 @@ const measureWindow = async ({ server, peers, writers, tracker, rate, warmupS, w
     undelivered_after_drain: dr.missing,
     drain_ms: round(dr.ms, 0),
     // worst delivery latency (ms) of the edits sent in each 500 ms of the window: shows periodic stalls
-    worst_latency_per_500ms: Array.from({ length: Math.ceil(windowS * 1000 / tracker.bucketMs) }, (_, i) => round(tracker.bucketMax[i] ?? null, 0))
+    worst_latency_per_500ms: Array.from({ length: Math.ceil(windowS * 1000 / tracker.bucketMs) }, (_, i) => round(tracker.bucketMax[i] ?? null, 0)),
+    ...split
   }
 }
 
-const makePeers = ({ server, doc, n, writers, full, tracker, deflate }) => {
+export const makePeers = ({ server, doc, n, writers, full, tracker, deflate }) => {
   const framing = server.entry.framing
   const url = server.url(doc)
   const peers = []

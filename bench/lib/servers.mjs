@@ -277,8 +277,9 @@ const readStat = (pid) => {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
     const rest = s.slice(s.lastIndexOf(')') + 2).split(' ')
-    // rest[0] is field 3 (state); utime = field 14, stime = field 15, ppid = field 4
-    return { ppid: parseInt(rest[1], 10), utime: parseInt(rest[11], 10), stime: parseInt(rest[12], 10) }
+    // rest[0] is field 3 (state); utime = field 14, stime = field 15, ppid = field 4,
+    // cutime/cstime = fields 16/17 (children it has waited for: PostgreSQL's ended backends)
+    return { ppid: parseInt(rest[1], 10), utime: parseInt(rest[11], 10), stime: parseInt(rest[12], 10), cutime: parseInt(rest[13], 10), cstime: parseInt(rest[14], 10) }
   } catch (e) { return null }
 }
 
@@ -302,12 +303,12 @@ const descendants = (pid) => {
   return all
 }
 
-// CPU time (µs, user+system) of pid and its descendants
+// CPU time (µs, user+system) of pid and its descendants, live or waited for
 export const cpuMicros = (pid) => {
   let ticks = 0
   for (const p of descendants(pid)) {
     const st = readStat(p)
-    if (st) ticks += st.utime + st.stime
+    if (st) ticks += st.utime + st.stime + st.cutime + st.cstime
   }
   return ticks * 1e6 / CLK_TCK
 }
