@@ -147,12 +147,12 @@ async def test_presence_follows_peers_who_come_and_go_during_a_redis_outage(
             await eventually(lambda: _both(a, b, "/readyz", 200), 15, "readyz 200 on both")
             await eventually(
                 lambda: comer.client_id in alice.awareness,
-                10,
+                5,
                 "the presence of a peer who came during the outage",
             )
             await eventually(
                 lambda: leaver.client_id not in alice.awareness,
-                10,
+                5,
                 "the presence of a peer who left during the outage to go",
             )
 
@@ -189,7 +189,7 @@ async def test_a_stalled_process_that_comes_back_shares_presence_again(
         # Both peers are still connected: each must see the other again.
         await eventually(
             lambda: bob.client_id in alice.awareness and alice.client_id in bob.awareness,
-            10,
+            5,
             "presence both ways after B came back",
         )
 
@@ -412,6 +412,33 @@ async def test_delete_on_one_process_closes_peers_on_every_process(
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(b.ws_url(doc_id))
     assert refused.value.response.status_code == 410
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="collab/fanout.py: the DELETED message is dropped while Redis is down and the "
+    "resync after it does not carry deletions: B's peers stay on a deleted document",
+)
+async def test_a_delete_during_a_redis_outage_closes_peers_on_every_process_after_it(
+    cluster: Cluster, redis: RedisServer, doc_id: str
+) -> None:
+    a, b = cluster.start_many(2)
+    async with YClient(a.ws_url(doc_id)) as alice:
+        bob = YClient(b.ws_url(doc_id))
+        await bob.connect()
+        await asyncio.wait_for(bob.synced.wait(), 10)
+        alice.append("doomed")
+        await eventually(lambda: bob.content() == "doomed", what="the edit on B")
+        redis.stop()
+        await eventually(lambda: _both(a, b, "/readyz", 503), 15, "readyz 503 on both")
+        async with httpx.AsyncClient() as http:
+            response = await http.delete(f"{a.url}/api/documents/{doc_id}")
+        assert response.status_code == 204
+        await alice.wait_closed()
+        redis.start()
+        await eventually(lambda: _both(a, b, "/readyz", 200), 15, "readyz 200 on both")
+        await bob.wait_closed(5)
+        assert bob.close_code == CloseCode.DOCUMENT_DELETED
 
 
 async def test_an_update_posted_to_one_process_reaches_peers_on_another(
