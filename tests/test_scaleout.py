@@ -348,6 +348,31 @@ async def test_a_killed_process_loses_no_edit(
     assert await _document_text(later, doc_id) == final
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="collab/fanout.py: edits received in a REPLY (join, resync) do not mark the room "
+    "as changed by the sender, so nobody writes them when the sender dies: they are lost",
+)
+async def test_edits_a_killed_process_handed_over_at_a_join_are_not_lost(
+    cluster: Cluster, postgres_url: str, doc_id: str
+) -> None:
+    a = cluster.start(flush_interval="30")  # A writes nothing before it dies
+    b = cluster.start()
+    async with YClient(a.ws_url(doc_id)) as alice:
+        alice.append("<only in memory>")
+        await eventually(lambda: _unwritten(a) >= 1, what="A to accept the edit")
+        # B gets A's unwritten edit when it opens the room, not as a live update.
+        async with YClient(b.ws_url(doc_id)) as bob:
+            assert bob.content() == "<only in memory>"
+            a.kill()
+            await alice.wait_closed()
+            await eventually(
+                lambda: _stored_text(postgres_url, doc_id, "<only in memory>"),
+                10,
+                "B to write the edit only it still holds",
+            )
+
+
 async def test_a_process_started_later_loads_and_joins(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
