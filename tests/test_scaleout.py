@@ -237,7 +237,7 @@ async def test_joiner_on_another_process_gets_unflushed_edits_in_its_first_sync(
 async def test_editing_goes_on_through_a_redis_outage(
     cluster: Cluster, redis: RedisServer, postgres_url: str, doc_id: str
 ) -> None:
-    a, b = cluster.start_many(2)
+    a, b = cluster.start_many(2, **NO_COMPACTION)
     async with (
         YClient(a.ws_url(doc_id)) as alice,
         YClient(a.ws_url(doc_id)) as alice2,
@@ -283,9 +283,16 @@ async def test_editing_goes_on_through_a_redis_outage(
         bob.append("<after>")
         await eventually(lambda: alice.content().endswith("<after>"), what="live edits again")
         final = alice.content()
-    await eventually(
-        lambda: _stored_text(postgres_url, doc_id, final), 10, "everything to be written"
-    )
+        await eventually(
+            lambda: _stored_text(postgres_url, doc_id, final), 10, "everything to be written"
+        )
+        await eventually(
+            lambda: _unwritten(a) == 0 and _unwritten(b) == 0, what="both processes to flush"
+        )
+        # What crossed at the resync was logged by the process that accepted it, only.
+        logged = [u for u in await _log(postgres_url, doc_id) if u != EMPTY_UPDATE]
+        assert len(logged) == len(everything) + 1
+        assert len(set(logged)) == len(logged)
 
 
 async def test_a_killed_process_loses_no_edit(
