@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, write_var_uint
 
-from .protocol import ProtocolError, Reader
+from .protocol import EMPTY_UPDATE, ProtocolError, Reader
 from .room import Origin, Room
 from .store import DocumentDeleted
 
@@ -159,6 +159,8 @@ class FanoutStats:
 Loader = Callable[[str], Awaitable[Doc[Any]]]
 # Told the rooms a vanished process had changed, to check against the database.
 GoneHandler = Callable[[list[Room]], Coroutine[Any, Any, None]]
+# Which of these open documents were deleted (asked after a reconnection).
+DeletedFinder = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class Fanout:
@@ -172,6 +174,7 @@ class Fanout:
         join_timeout: float = 1.0,
         on_deleted: Callable[[str], None] = lambda doc_id: None,
         on_process_gone: GoneHandler | None = None,
+        find_deleted: DeletedFinder | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.transport = transport
@@ -183,9 +186,11 @@ class Fanout:
         self.stats = FanoutStats()
         self._on_deleted = on_deleted
         self._on_process_gone = on_process_gone
+        self._find_deleted = find_deleted
         self._clock = clock
         self._links: dict[str, _Link] = {}
         self._seen: dict[str, float] = {}  # process id -> when last heard from
+        self._departed: set[str] = set()  # processes declared gone for their silence
         self._doc_prefix = f"{prefix}:doc:"
         self.process_channel = f"{prefix}:processes"
         self._tasks: list[asyncio.Task[None]] = []
@@ -329,6 +334,37 @@ class Fanout:
                 self.channel(link.doc_id), self._query(link.doc, reciprocate=True)
             )
         self.transport.publish_soon(self.process_channel, self._encode(Kind.HEARTBEAT))
+        # A delete made elsewhere while this process was cut off was never heard of.
+        self._spawn(self._drop_deleted([link.doc_id for link in rooms]))
+
+    def _resync_with(self, process: str) -> None:
+        """A process declared gone is heard from again (it had stalled): every room
+        exchanges state and presence with it."""
+        rooms = [link for link in self._links.values() if link.doc is not None]
+        log.info("process %s is back: resynchronising %d open rooms with it", process, len(rooms))
+        for link in rooms:
+            assert link.doc is not None
+            self.transport.publish_soon(
+                self.channel(link.doc_id), self._query(link.doc, reciprocate=True, target=process)
+            )
+
+    async def _drop_deleted(self, doc_ids: list[str]) -> None:
+        if self._find_deleted is None or not doc_ids:
+            return
+        try:
+            deleted = await self._find_deleted(doc_ids)
+        except Exception as exc:
+            log.warning("could not check open rooms for deletions: %s", exc)
+            return
+        for doc_id in deleted:
+            if doc_id in self._links:
+                log.info("document %r was deleted while the bus was down", doc_id)
+                self._drop(doc_id)
+
+    def _drop(self, doc_id: str) -> None:
+        self._links.pop(doc_id, None)
+        self._on_deleted(doc_id)
+        self._spawn(self._unsubscribe(doc_id))
 
     def disconnected(self, reason: str) -> None:
         log.warning("bus connection lost (%s): serving local peers, reconnecting", reason)
@@ -342,6 +378,9 @@ class Fanout:
         if message.sender == self.id or message.target not in ("", self.id):
             return
         self.stats.received += 1
+        if message.sender not in self._seen and message.sender in self._departed:
+            self._departed.discard(message.sender)
+            self._resync_with(message.sender)
         self._seen[message.sender] = self._clock()
         if channel == self.process_channel:
             if message.kind is Kind.BYE:
@@ -379,16 +418,15 @@ class Fanout:
         elif kind is Kind.QUERY:
             self._answer(link, message)
         elif kind is Kind.REPLY:
+            if message.a != EMPTY_UPDATE:
+                link.updated_by[message.sender] = self._clock()
             self._apply(link, message.a)
-            if message.b:
-                self._apply_presence(link, message.b, relay(message.sender))
+            self._replace_presence(link, message.b, relay(message.sender))
             link.replies += 1
             link.replied.set()
         elif kind is Kind.DELETED:
             log.info("document %r was deleted by process %s", link.doc_id, message.sender)
-            self._links.pop(link.doc_id, None)
-            self._on_deleted(link.doc_id)
-            self._spawn(self._unsubscribe(link.doc_id))
+            self._drop(link.doc_id)
 
     def _apply(self, link: _Link, update: bytes) -> None:
         if link.room is not None:
@@ -405,6 +443,19 @@ class Fanout:
             link.room.apply_awareness(update, owner)
         else:
             link.early_presence.append((update, owner))
+
+    def _replace_presence(self, link: _Link, update: bytes, owner: str) -> None:
+        # A reply lists all the sender's presence: whoever it leaves out has gone.
+        room = link.room
+        if room is None:
+            if update:
+                link.early_presence.append((update, owner))
+            return
+        changed, removal = room.presence.replace_owned(update, owner)
+        if changed:
+            room.broadcast_awareness(update, owner)
+        if removal is not None:
+            room.broadcast_awareness(removal, owner)
 
     def _answer(self, link: _Link, query: Message) -> None:
         assert link.doc is not None
@@ -460,8 +511,10 @@ class Fanout:
         log.info(
             "process %s is gone (%s): its presence dropped from %d rooms", process, why, dropped
         )
-        if changed and why != "shut down" and self._on_process_gone is not None:
-            self._spawn(self._on_process_gone(changed))
+        if why != "shut down":
+            self._departed.add(process)
+            if changed and self._on_process_gone is not None:
+                self._spawn(self._on_process_gone(changed))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -39,7 +39,11 @@ class Presence:
         The whole update is validated before anything is applied, so a malformed one
         changes nothing.
         """
-        entries = decode_update(update)
+        return self._apply(decode_update(update), owner)
+
+    def _apply(
+        self, entries: list[tuple[int, int, str]], owner: Hashable, revive: bool = False
+    ) -> bool:
         changed = False
         for client, clock, state in entries:
             current = self._clocks.get(client)
@@ -48,6 +52,7 @@ class Presence:
                 current is None
                 or current < clock
                 or (current == clock and removal and client in self._states)
+                or (revive and current == clock and not removal and client not in self._states)
             ):
                 self._clocks[client] = clock
                 if removal:
@@ -59,6 +64,24 @@ class Presence:
                     self._own(client, owner)
                     changed = True
         return changed
+
+    def replace_owned(self, update: bytes, owner: Hashable) -> tuple[bool, bytes | None]:
+        """Take ``update`` as the whole of ``owner``'s states (a relay's full account):
+        whether any state changed, and the removal of its states the update leaves out.
+
+        A listed state that was removed here comes back even at the same clock: it was
+        removed on the relay's behalf (it fell silent), not by the client.
+        """
+        entries = decode_update(update) if update else []
+        changed = self._apply(entries, owner, revive=True)
+        listed = {client for client, _, _ in entries}
+        left_out = [client for client in self._owned.get(owner, ()) if client not in listed]
+        if not left_out:
+            return changed, None
+        for client in left_out:
+            self._disown(client)
+            del self._states[client]
+        return changed, self._encode_removal(left_out)
 
     def remove_owned_by(self, owner: Hashable) -> bytes | None:
         """Drop every state ``owner`` set; the awareness update announcing it, if any."""

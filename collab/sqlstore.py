@@ -183,6 +183,19 @@ class SqlStore:
             raise DocumentDeleted(doc_id)
         return _info(row)
 
+    async def deleted_among(self, doc_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(doc_ids), 500):
+                chunk = doc_ids[start : start + 500]
+                rows = await conn.execute(
+                    select(documents.c.id).where(
+                        documents.c.id.in_(chunk), documents.c.deleted_at.is_not(None)
+                    )
+                )
+                found.update(row.id for row in rows)
+        return found
+
     async def create_document(self, doc_id: str) -> DocumentInfo:
         now = utcnow()
         async with self.engine.begin() as conn:

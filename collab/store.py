@@ -71,6 +71,10 @@ class DocumentStore(Protocol):
 
     async def get_document(self, doc_id: str) -> DocumentInfo: ...
 
+    async def deleted_among(self, doc_ids: Sequence[str]) -> set[str]:
+        """Those of ``doc_ids`` that are tombstoned."""
+        ...
+
     async def create_document(self, doc_id: str) -> DocumentInfo: ...
 
     async def delete_document(self, doc_id: str) -> None:

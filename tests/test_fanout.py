@@ -107,16 +107,21 @@ class Process:
     def __init__(self, hub: Hub, stored: dict[str, bytes], **options: Any) -> None:
         self.transport = MemoryTransport(hub)
         self.stored = stored
+        self.tombstones: set[str] = set()
         self.gone: list[list[str]] = []
         self.deleted: list[str] = []
 
         async def on_gone(rooms: list[Room]) -> None:
             self.gone.append([room.doc_id for room in rooms])
 
+        async def find_deleted(doc_ids: list[str]) -> set[str]:
+            return self.tombstones.intersection(doc_ids)
+
         self.fanout = Fanout(
             self.transport,
             on_process_gone=on_gone,
             on_deleted=self.deleted.append,
+            find_deleted=find_deleted,
             **{"heartbeat_interval": 0.02, "process_timeout": 0.2, **options},
         )
         self.fanout.start()
@@ -276,3 +281,60 @@ async def test_rooms_changed_by_a_process_that_missed_heartbeats_are_named(hub: 
     assert a.fanout.changed_by_silent() == []
     b.transport.disconnect()
     await eventually(lambda: a.fanout.changed_by_silent() == [room_a], 2, "B is silent")
+
+
+def _presence_of(room: Room, name: str, clock: int = 1) -> Peer:
+    """A local peer of ``room`` with a presence state."""
+    peer = Peer(FakeTransport())
+    room.peers.add(peer)
+    state = f'{{"u":"{name}"}}'.encode()
+    client = 100 + len(room.peers)
+    room.apply_awareness(bytes((1, client, clock, len(state))) + state, peer)
+    return peer
+
+
+async def test_a_resync_removes_presence_that_left_during_the_outage(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    _presence_of(room_b, "stays")
+    leaver = _presence_of(room_b, "leaves")
+    await eventually(lambda: len(room_a.presence) == 2, 2, "B's presence reaches A")
+    b.transport.disconnect()
+    room_b.leave(leaver)
+    b.transport.reconnect()
+    await eventually(lambda: len(room_a.presence) == 1, 2, "the leaver's presence goes")
+    assert [s["u"] for s in room_a.presence.states().values()] == ["stays"]  # type: ignore[index]
+
+
+async def test_a_stalled_process_that_comes_back_is_resynchronised(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a, room_b = await a.open("doc"), await b.open("doc")
+    _presence_of(room_b, "bob")
+    await eventually(lambda: len(room_a.presence) == 1, 2, "B's presence reaches A")
+    b.transport.disconnect()  # as a stalled process: A hears nothing from it
+    await eventually(lambda: len(room_a.presence) == 0, 2, "A drops B's presence")
+    b.transport.reconnect()
+    await eventually(lambda: len(room_a.presence) == 1, 2, "B's presence comes back")
+
+
+async def test_edits_handed_over_at_a_join_are_written_if_their_holder_dies(hub: Hub) -> None:
+    a = Process(hub, {})
+    edit(await a.open("doc"), "only in A's memory")
+    b = Process(hub, {})
+    room_b = await b.open("doc")
+    assert text(room_b) == "only in A's memory"
+    a.transport.disconnect()  # A dies
+    await eventually(lambda: b.gone == [["doc"]], 2, "B checks the room A handed over")
+
+
+async def test_a_delete_missed_during_an_outage_is_found_after_it(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    await a.open("doc")
+    await b.open("doc")
+    b.transport.disconnect()
+    a.fanout.deleted("doc")
+    b.tombstones.add("doc")
+    await asyncio.sleep(0.05)
+    assert b.deleted == []
+    b.transport.reconnect()
+    await eventually(lambda: b.deleted == ["doc"], 2, "B finds the delete")

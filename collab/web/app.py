@@ -169,6 +169,7 @@ def _fanout(
         join_timeout=settings.redis_join_timeout,
         on_deleted=forget,
         on_process_gone=check_storage,
+        find_deleted=persistence.store.deleted_among,
     )
 
 
