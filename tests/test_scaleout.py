@@ -120,11 +120,6 @@ async def test_presence_crosses_processes_and_goes_with_its_peer(
         assert alice.awareness == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collab/fanout.py: a REPLY's presence is merged, never replaces the sender's: "
-    "a peer who left during the outage stays on the other processes",
-)
 async def test_presence_follows_peers_who_come_and_go_during_a_redis_outage(
     cluster: Cluster, redis: RedisServer, doc_id: str
 ) -> None:
@@ -157,11 +152,6 @@ async def test_presence_follows_peers_who_come_and_go_during_a_redis_outage(
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collab/fanout.py: a process heard from again after being declared gone is not "
-    "asked for its presence, and the stalled one drops the others' on waking",
-)
 async def test_a_stalled_process_that_comes_back_shares_presence_again(
     cluster: Cluster, doc_id: str
 ) -> None:
@@ -355,11 +345,6 @@ async def test_a_killed_process_loses_no_edit(
     assert await _document_text(later, doc_id) == final
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collab/fanout.py: edits received in a REPLY (join, resync) do not mark the room "
-    "as changed by the sender, so nobody writes them when the sender dies: they are lost",
-)
 async def test_edits_a_killed_process_handed_over_at_a_join_are_not_lost(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
@@ -446,11 +431,6 @@ async def test_delete_on_one_process_closes_peers_on_every_process(
     assert refused.value.response.status_code == 410
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collab/fanout.py: the DELETED message is dropped while Redis is down and the "
-    "resync after it does not carry deletions: B's peers stay on a deleted document",
-)
 async def test_a_delete_during_a_redis_outage_closes_peers_on_every_process_after_it(
     cluster: Cluster, redis: RedisServer, doc_id: str
 ) -> None:
