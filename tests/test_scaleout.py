@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from typing import Any
 
@@ -214,10 +215,17 @@ async def test_joiner_on_another_process_gets_unflushed_edits_in_its_first_sync(
             assert bob.content() == expected
             bob.append("<b>")
             await eventually(lambda: alice.content() == expected + "<b>", what="bob's edit on A")
-        # A third process, with the room open on both others, is no different.
+        # A third process joins while A is stalled (still subscribed, not answering):
+        # it waits no longer than the join timeout (1 s) and gets A's edits from B.
         c = cluster.start()
-        async with YClient(c.ws_url(doc_id)) as carol:
-            assert carol.content() == expected + "<b>"
+        a.signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            async with YClient(c.ws_url(doc_id)) as carol:
+                assert time.monotonic() - started < 4
+                assert carol.content() == expected + "<b>"
+        finally:
+            a.signal(signal.SIGCONT)
     _graceful_stop(a)
     _graceful_stop(b)
     _graceful_stop(c)
