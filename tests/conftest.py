@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,8 +143,17 @@ class Cluster:
         return [node.wait_started() for node in nodes]
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        """Stop every node that still runs (SIGTERM to all at once, then wait)."""
+        running = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+        for node in running:
+            node.signal(signal.SIGCONT)  # a test may have left one stopped
+            node.signal(signal.SIGTERM)
+        for node in running:
+            assert node.process is not None
+            try:
+                node.process.wait(30)
+            except subprocess.TimeoutExpired:
+                node.kill()
 
 
 @pytest.fixture
