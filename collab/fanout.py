@@ -179,6 +179,7 @@ class Fanout:
     ) -> None:
         self.transport = transport
         self.id = uuid.uuid4().hex[:12]
+        self._own_tag = _var_bytes(self.id.encode())  # how our messages start, after the kind
         self.prefix = prefix
         self.heartbeat_interval = heartbeat_interval
         self.process_timeout = process_timeout
@@ -370,6 +371,8 @@ class Fanout:
         log.warning("bus connection lost (%s): serving local peers, reconnecting", reason)
 
     def received(self, channel: str, data: bytes) -> None:
+        if data[2 : 2 + len(self._own_tag)] == self._own_tag:
+            return  # our own message, back from the bus: skipped before decoding
         try:
             message = Message.decode(data)
         except ProtocolError as exc:
