@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import itertools
 import logging
@@ -45,6 +44,27 @@ class Peer:
     frames dropped: its client reconnects and resynchronises.
     """
 
+    __slots__ = (
+        "_max_bytes",
+        "_max_messages",
+        "_queue",
+        "_queued",
+        "_queued_bytes",
+        "_sending",
+        "_transport",
+        "_wakeup",
+        "_writer",
+        "bytes_sent",
+        "can_write",
+        "client",
+        "close_code",
+        "close_reason",
+        "frames_sent",
+        "id",
+        "opened_at",
+        "state",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -64,12 +84,16 @@ class Peer:
         self.frames_sent = 0
         self.bytes_sent = 0
         self._transport = transport
-        self._queue: collections.deque[bytes] = collections.deque()
+        # A list the writer swaps out whole, rather than a deque: an idle peer's empty
+        # list is 56 bytes, a deque's first block over 600. The counts include the
+        # frames the writer has taken but not sent yet.
+        self._queue: list[bytes] = []
+        self._queued = 0
         self._queued_bytes = 0
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._sending = False
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def __repr__(self) -> str:
@@ -77,23 +101,24 @@ class Peer:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return self._queued
 
     def send(self, frame: bytes) -> None:
         if self.state is not PeerState.OPEN:
             return
         self._queue.append(frame)
+        self._queued += 1
         self._queued_bytes += len(frame)
-        if len(self._queue) > self._max_messages or self._queued_bytes > self._max_bytes:
+        if self._queued > self._max_messages or self._queued_bytes > self._max_bytes:
             log.warning(
                 "peer %s too slow: %d frames / %d bytes queued, closing",
                 self.id,
-                len(self._queue),
+                self._queued,
                 self._queued_bytes,
             )
             self.close(CloseCode.TRY_AGAIN_LATER)
             return
-        self._wakeup.set()
+        self._wake()
 
     def close(self, code: int, reason: str | None = None) -> None:
         """Ask the writer to close the socket after what it is writing now."""
@@ -103,6 +128,7 @@ class Peer:
         self.close_code = code
         self.close_reason = reason if reason is not None else _reason(code)
         self._queue.clear()
+        self._queued = 0
         self._queued_bytes = 0
         if self._sending:
             # Only a socket that stopped reading keeps a send pending while other
@@ -110,7 +136,7 @@ class Peer:
             self._writer.cancel()
             self._transport.abort()
         else:
-            self._wakeup.set()
+            self._wake()
 
     def disconnected(self, code: int) -> None:
         """The remote end is gone; nothing more can be written."""
@@ -128,22 +154,31 @@ class Peer:
                 raise
         self.state = PeerState.CLOSED
 
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
     async def _write_loop(self) -> None:
-        queue = self._queue
         transport = self._transport
+        loop = asyncio.get_running_loop()
         try:
             while self.state is PeerState.OPEN:
-                if not queue:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                if not self._queue:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
                     continue
-                frame = queue.popleft()
-                self._queued_bytes -= len(frame)
-                self._sending = True
-                await transport.send(frame)
-                self._sending = False
-                self.frames_sent += 1
-                self.bytes_sent += len(frame)
+                batch, self._queue = self._queue, []
+                for frame in batch:
+                    if self.state is not PeerState.OPEN:
+                        break
+                    self._queued -= 1
+                    self._queued_bytes -= len(frame)
+                    self._sending = True
+                    await transport.send(frame)
+                    self._sending = False
+                    self.frames_sent += 1
+                    self.bytes_sent += len(frame)
         except OSError as exc:
             log.debug("peer %s: send failed: %s", self.id, exc)
             self.close(CloseCode.GOING_AWAY, "connection lost")

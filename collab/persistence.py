@@ -24,6 +24,11 @@ from .store import DocumentDeleted, DocumentStore, VersionInfo
 
 log = logging.getLogger("collab.persistence")
 
+# Rooms written at once by a flush: enough to keep a connection pool busy. Starting
+# one write per room at once would hold a suspended database call (and its greenlet
+# stack) for each of thousands of rooms, memory the process never gives back.
+FLUSH_CONCURRENCY = 8
+
 # Past this many unwritten updates of one room (a long outage), they are merged into
 # one, so memory grows with the document, not with the number of keystrokes.
 MERGE_PENDING_ABOVE = 256
@@ -242,7 +247,15 @@ class Persistence:
         self._forget(doc_id)
 
     async def flush_all(self) -> bool:
-        results = await asyncio.gather(*(self.flush(doc_id) for doc_id in list(self._pending)))
+        doc_ids = iter(list(self._pending))
+
+        async def writer() -> bool:
+            written = True
+            for doc_id in doc_ids:  # shared: each room is taken by one writer
+                written = await self.flush(doc_id) and written
+            return written
+
+        results = await asyncio.gather(*(writer() for _ in range(FLUSH_CONCURRENCY)))
         return all(results)
 
     async def close(self, rooms: list[Room], deadline: float) -> bool:

@@ -66,3 +66,20 @@ async def test_byte_bound() -> None:
     assert peer.close_code == CloseCode.TRY_AGAIN_LATER
     transport.gate.set()
     await peer.wait_closed()
+
+
+async def test_queued_counts_taken_frames_until_they_are_written() -> None:
+    transport = FakeTransport()
+    transport.gate.clear()
+    peer = Peer(transport)
+    peer.send(b"a")
+    peer.send(b"b")
+    await asyncio.sleep(0)  # the writer has taken both and is stuck writing the first
+    peer.send(b"c")
+    assert peer.queued == 2
+    transport.gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert transport.sent == [b"a", b"b", b"c"]
+    assert peer.queued == 0
+    assert peer.frames_sent == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from pycrdt import Doc, Map, Text
@@ -11,6 +12,8 @@ from sqlalchemy import insert, select, update
 
 from collab import state
 from collab.closecodes import CloseCode
+from collab.persistence import FLUSH_CONCURRENCY, Persistence
+from collab.room import Room
 from collab.schema import updates
 from collab.sqlstore import SqlStore, create_engine
 
@@ -241,3 +244,36 @@ def test_compaction_keeps_deletes_that_arrived_before_what_they_delete() -> None
     merged, pending = state.compact(None, log)
     assert pending == []
     assert str(state.build_doc(merged, []).get("text", type=Text)) == "keep"
+
+
+async def test_a_flush_writes_every_room_a_few_at_a_time(sqlite_url: str) -> None:
+    class CountingStore(SqlStore):
+        in_flight = 0
+        most = 0
+
+        async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+            CountingStore.in_flight += 1
+            CountingStore.most = max(CountingStore.most, CountingStore.in_flight)
+            try:
+                return await super().append(doc_id, batch)
+            finally:
+                CountingStore.in_flight -= 1
+
+    store = CountingStore(create_engine(sqlite_url))
+    persistence = Persistence(store)
+    try:
+        rooms = [Room(f"many-{i}", await persistence.load(f"many-{i}")) for i in range(40)]
+        for i, room in enumerate(rooms):
+            persistence.attach(room)
+            source: Doc[Any] = Doc()
+            source.get("text", type=Text).insert(0, f"room {i}")
+            room.apply_update(source.get_update(), "api")
+        assert await persistence.flush_all()
+        assert persistence.pending_updates == 0
+        assert 1 < CountingStore.most <= FLUSH_CONCURRENCY
+        for i in range(40):
+            stored = await store.load(f"many-{i}")
+            loaded = state.build_doc(stored.snapshot, stored.updates)
+            assert str(loaded.get("text", type=Text)) == f"room {i}"
+    finally:
+        await store.close()

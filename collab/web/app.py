@@ -13,9 +13,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..auth import TokenVerifier
@@ -34,7 +35,7 @@ from .access import Access
 from .errors import ApiError, api_error, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint
 from .openapi import openapi
-from .ws import SyncEndpoint
+from .ws import SyncEndpoint, SyncRoute
 
 log = logging.getLogger("collab.app")
 
@@ -130,8 +131,10 @@ def create_app(settings: Settings) -> Starlette:
             *api.routes(),
             Route("/metrics", metrics_endpoint),
             Route("/openapi.json", openapi),
-            WebSocketRoute("/ws/{doc_id:path}", SyncEndpoint(registry, settings, stats, access)),
             *_pages(),
+        ],
+        middleware=[
+            Middleware(SyncRoute, endpoint=SyncEndpoint(registry, settings, stats, access))
         ],
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},

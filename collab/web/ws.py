@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import docid
@@ -200,6 +200,28 @@ class SyncEndpoint:
                 except ProtocolError as exc:
                     _refuse(peer, f"a malformed message ({exc})")
                     peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+
+
+class SyncRoute:
+    """ASGI middleware: a WebSocket on ``/ws/{doc_id}`` goes straight to the sync
+    endpoint, everything else on to ``app``.
+
+    A sync socket lives for hours; routed through Starlette's exception handling and
+    router it would keep their suspended frames, about 3 KB, alive for as long.
+    """
+
+    PREFIX = "/ws/"
+
+    def __init__(self, app: ASGIApp, endpoint: SyncEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(self.PREFIX):
+            scope["path_params"] = {"doc_id": scope["path"][len(self.PREFIX) :]}
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 # Metrics labels of refused upgrades, by HTTP status.
