@@ -15,6 +15,13 @@ Three exchanges of state vectors keep processes converged without any bus histor
 - a process that falls silent (no heartbeat for ``process_timeout``) is gone: its
   peers' presence is dropped, and rooms it changed are checked against the database,
   since it may have died holding accepted edits it had not written.
+
+A room that no other process has open publishes nothing: behind a load balancer that
+sends each document to one process, the bus costs nothing per edit. Whoever opens the
+room later asks for its state first, and the answer holds every unpublished edit.
+Alone is known from the number of subscribers a publish reached (our own join query,
+or a probe when another process leaves), counted only if nothing arrived from another
+process in between.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class Kind(bytes, enum.Enum):
     QUERY = b"Q"  # a: the sender's state vector; b: b"\x01" to be asked back
     REPLY = b"R"  # a: the update the target lacks; b: the sender's peers' awareness
     DELETED = b"X"  # the document was deleted
+    LEFT = b"L"  # the sender closed its room
+    PROBE = b"P"  # nothing: published to count the room's subscribers
     HEARTBEAT = b"H"  # on the process channel: the sender is alive
     BYE = b"B"  # on the process channel: the sender is shutting down
 
@@ -146,6 +155,8 @@ class _Link:
     replies: int = 0
     replied: asyncio.Event = field(default_factory=asyncio.Event)
     updated_by: dict[str, float] = field(default_factory=dict)  # process -> last update
+    shared: bool = True  # another process may have the room open: publish
+    heard: int = 0  # messages from other processes, to tell a stale subscriber count
 
 
 @dataclass
@@ -243,7 +254,10 @@ class Fanout:
             raise DocumentDeleted(doc_id)
         if not self.transport.is_connected:
             return doc
+        heard = link.heard
         others = await self.transport.publish(channel, self._query(doc, reciprocate=False)) - 1
+        if others == 0 and link.heard == heard:
+            link.shared = False
         if others > 0:
             started = self._clock()
             with contextlib.suppress(TimeoutError):
@@ -272,7 +286,10 @@ class Fanout:
         link.early_presence.clear()
 
     async def detach(self, doc_id: str) -> None:
-        if self._links.pop(doc_id, None) is not None:
+        link = self._links.pop(doc_id, None)
+        if link is not None:
+            if link.shared:
+                self.transport.publish_soon(self.channel(doc_id), self._encode(Kind.LEFT))
             await self._unsubscribe(doc_id)
 
     async def _unsubscribe(self, doc_id: str) -> None:
@@ -298,12 +315,23 @@ class Fanout:
             self._spawn(self._unsubscribe(doc_id))
 
     def _on_update(self, room: Room, update: bytes, origin: Origin) -> None:
-        if not is_relayed(origin):
+        if not is_relayed(origin) and self._is_shared(room.doc_id):
             self._publish(room.doc_id, Kind.UPDATE, update)
 
     def _on_awareness(self, room: Room, update: bytes, origin: Origin) -> None:
-        if not is_relayed(origin):
+        if not is_relayed(origin) and self._is_shared(room.doc_id):
             self._publish(room.doc_id, Kind.AWARENESS, update)
+
+    def _is_shared(self, doc_id: str) -> bool:
+        link = self._links.get(doc_id)
+        return link is not None and link.shared
+
+    async def _probe(self, link: _Link) -> None:
+        """Find out whether another process still has the room open."""
+        heard = link.heard
+        reached = await self.transport.publish(self.channel(link.doc_id), self._encode(Kind.PROBE))
+        if reached == 1 and link.heard == heard and self._links.get(link.doc_id) is link:
+            link.shared = False
 
     def _publish(self, doc_id: str, kind: Kind, a: bytes = b"", target: str = "") -> None:
         self.stats.published += 1
@@ -331,9 +359,11 @@ class Fanout:
             log.info("bus connected")
         for link in rooms:
             assert link.doc is not None
+            link.shared = True
             self.transport.publish_soon(
                 self.channel(link.doc_id), self._query(link.doc, reciprocate=True)
             )
+            self._spawn(self._probe(link))
         self.transport.publish_soon(self.process_channel, self._encode(Kind.HEARTBEAT))
         # A delete made elsewhere while this process was cut off was never heard of.
         self._spawn(self._drop_deleted([link.doc_id for link in rooms]))
@@ -394,6 +424,8 @@ class Fanout:
         link = self._links.get(channel[len(self._doc_prefix) :])
         if link is None:
             return
+        link.heard += 1
+        link.shared = True
         if link.doc is None:
             link.backlog.append(message)
         else:
@@ -427,6 +459,8 @@ class Fanout:
             self._replace_presence(link, message.b, relay(message.sender))
             link.replies += 1
             link.replied.set()
+        elif kind is Kind.LEFT:
+            self._spawn(self._probe(link))
         elif kind is Kind.DELETED:
             log.info("document %r was deleted by process %s", link.doc_id, message.sender)
             self._drop(link.doc_id)

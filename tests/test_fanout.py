@@ -338,3 +338,40 @@ async def test_a_delete_missed_during_an_outage_is_found_after_it(hub: Hub) -> N
     assert b.deleted == []
     b.transport.reconnect()
     await eventually(lambda: b.deleted == ["doc"], 2, "B finds the delete")
+
+
+def _published(process: Process, kind: Kind) -> int:
+    return sum(1 for message in process.transport.sent if message.kind is kind)
+
+
+async def test_a_room_no_other_process_has_open_publishes_nothing(hub: Hub) -> None:
+    a = Process(hub, {})
+    room_a = await a.open("doc")
+    for i in range(5):
+        edit(room_a, str(i))
+    _presence_of(room_a, "alice")
+    await asyncio.sleep(0.05)
+    assert _published(a, Kind.UPDATE) == _published(a, Kind.AWARENESS) == 0
+    b = Process(hub, {})
+    room_b = await b.open("doc")  # the reply to B's query holds everything
+    assert text(room_b) == "01234"
+    assert len(room_b.presence) == 1
+    edit(room_a, "5")
+    edit(room_b, "6")
+    await eventually(lambda: text(room_a) == text(room_b) and len(text(room_a)) == 7, 2, "both")
+    assert sorted(text(room_a)) == list("0123456")
+
+
+async def test_a_room_stops_publishing_when_the_other_process_leaves(hub: Hub) -> None:
+    a, b = Process(hub, {}), Process(hub, {})
+    room_a = await a.open("doc")
+    await b.open("doc")
+    edit(room_a, "shared")
+    await asyncio.sleep(0.05)
+    assert _published(a, Kind.UPDATE) == 1
+    await b.fanout.detach("doc")
+    await eventually(lambda: _published(a, Kind.PROBE) == 1, 2, "A probes")
+    await asyncio.sleep(0.05)
+    edit(room_a, " alone")
+    await asyncio.sleep(0.05)
+    assert _published(a, Kind.UPDATE) == 1
