@@ -47,6 +47,9 @@ const HELP = `usage: bash bench/run [options]
   --cluster-rates LIST  edits/s per writer in 'cluster', tried in order
                       (default 10,20,30,40,50,60,80,100,130,160)
   --cluster-processes LIST  collab processes per variant (default 1,2; >1 uses Redis)
+  --cluster-placement LIST  with >1 process, where a document's clients go: spread
+                      (alternating), by-doc (all on one, as a URL-hashing balancer)
+                      (default spread,by-doc)
   --deflate           clients offer permessage-deflate (default off)
   --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
   --quick             smoke run: small sizes, short windows
@@ -71,6 +74,7 @@ const { values: a } = parseArgs({
     'cluster-writers': { type: 'string' },
     'cluster-rates': { type: 'string' },
     'cluster-processes': { type: 'string' },
+    'cluster-placement': { type: 'string' },
     writers: { type: 'string' },
     rate: { type: 'string' },
     warmup: { type: 'string' },
@@ -123,6 +127,7 @@ const o = {
   clusterWriters: Number(a['cluster-writers'] || 2),
   clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [10, 20, 30, 40, 50, 60, 80, 100, 130, 160]),
   clusterProcesses: a['cluster-processes'] ? nums(a['cluster-processes']) : [1, 2],
+  clusterPlacements: a['cluster-placement'] ? a['cluster-placement'].split(',').map(x => x.trim()).filter(Boolean) : ['spread', 'by-doc'],
   clusterMaxS: q ? 25 : 150,
   coldTimeoutMs: 120000,
   coldOpenTimeoutMs: 20000,
@@ -277,10 +282,10 @@ const runCluster = async () => {
       track: (stop) => stoppers.add(stop),
       onResult: (r) => {
         const bits = [`max_delivered_per_s=${r.max_delivered_per_s}`, `p50_ms=${r.p50_ms}`, `p99_ms=${r.p99_ms}`]
-        if (r.processes > 1) bits.push(`same/cross p99_ms=${r.same_process_p99_ms}/${r.cross_process_p99_ms}`)
+        if (r.processes > 1 && r.placement !== 'by-doc') bits.push(`same/cross p99_ms=${r.same_process_p99_ms}/${r.cross_process_p99_ms}`)
         bits.push(`converged=${r.converged}`)
         if (r.error) bits.push(`error=${String(r.error).split('\n')[0]}`)
-        console.log(`  - ${r.processes} process(es): ${bits.join(' ')} (stopped ${r.stopped})  (${r.elapsed_s}s)`)
+        console.log(`  - ${r.processes} process(es)${r.processes > 1 ? `, ${r.placement}` : ''}: ${bits.join(' ')} (stopped ${r.stopped})  (${r.elapsed_s}s)`)
         if (r.errors && r.errors.length) console.log(`    errors: ${r.errors.join(' | ')}`)
         if (r.server_log_errors) console.log(`    server log: ${r.server_log_errors.slice(0, 5).join(' | ')}`)
         results.push(r)

@@ -1,8 +1,11 @@
 // The `cluster` scenario (scale-out, issues #6 and #9): the same many-document
-// load against (a) one `collab serve` process and (b) two processes sharing one
-// database and a Redis bus (COLLAB_REDIS_URL), each document's clients spread
-// over both processes alternately, so about half of the deliveries cross
-// processes. Both variants use one throwaway PostgreSQL cluster (a fresh
+// load against (a) one `collab serve` process and two processes sharing one
+// database and a Redis bus (COLLAB_REDIS_URL), with each document's clients
+// (b) spread over both processes alternately, so about half of the deliveries
+// cross processes (a load balancer with no affinity: the worst case), or
+// (c) all on one process chosen by document (a load balancer hashing the URL,
+// e.g. nginx `hash $request_uri consistent`: updates still go through Redis,
+// but nobody else applies them). Both variants use one throwaway PostgreSQL cluster (a fresh
 // database each), so only the process count (and Redis, which only (b) needs)
 // differs.
 //
@@ -81,11 +84,13 @@ const checkConvergence = async (handles, docs, framing, timeoutMs) => {
 }
 
 // One variant: `n` collab processes (n > 1: with Redis) on database `db` of `pg`.
-const runVariant = async (n, o, { pg, tmpdir, track }) => {
+const runVariant = async (n, placement, o, { pg, tmpdir, track }) => {
+  const byDoc = n > 1 && placement === 'by-doc'
   const res = {
-    scenario: `cluster-${n}p`,
+    scenario: `cluster-${n}p${byDoc ? '-bydoc' : ''}`,
     server: 'collab',
     processes: n,
+    placement: n > 1 ? placement : 'one process',
     docs: o.clusterDocs,
     clients_per_doc: o.clusterClients,
     writers_per_doc: o.clusterWriters,
@@ -115,9 +120,9 @@ const runVariant = async (n, o, { pg, tmpdir, track }) => {
       handles.push(h)
       track(() => h.stop())
     }
-    // peers: document d's client i talks to process i % n
+    // peers: document d's client i talks to process i % n (spread) or d % n (by-doc)
     const tracker = new Tracker()
-    tracker.splitGroups = n > 1
+    tracker.splitGroups = n > 1 && !byDoc
     const framing = clusterEntry.framing
     const prefix = `cluster-${rid()}`
     const docs = []
@@ -126,7 +131,7 @@ const runVariant = async (n, o, { pg, tmpdir, track }) => {
       const doc = `${prefix}-${d}`
       const mine = []
       for (let i = 0; i < o.clusterClients; i++) {
-        const group = i % n
+        const group = byDoc ? d % n : i % n
         const kind = i < o.clusterWriters ? 'writer' : 'count'
         const p = new Peer({ url: handles[group].url(doc), docName: doc, framing, tracker, kind, group, editAtStart: true, deflate: o.deflate })
         mine.push(p)
@@ -210,9 +215,10 @@ export const cluster = async (o, { tmpdir, track, onResult }) => {
   const pg = await startPostgres()
   track(pg.stop)
   try {
-    for (const n of o.clusterProcesses) {
+    const variants = o.clusterProcesses.flatMap(n => n > 1 ? o.clusterPlacements.map(p => [n, p]) : [[n, 'spread']])
+    for (const [n, placement] of variants) {
       const t0 = Date.now()
-      const r = await runVariant(n, o, { pg, tmpdir, track })
+      const r = await runVariant(n, placement, o, { pg, tmpdir, track })
       r.elapsed_s = Math.round((Date.now() - t0) / 100) / 10
       out.push(r)
       if (onResult) onResult(r)
@@ -227,10 +233,11 @@ export const cluster = async (o, { tmpdir, track, onResult }) => {
 // p50/p99 of both at the highest rate per writer both sustained (the lowest
 // rate when one sustained none).
 export const clusterSummary = (results) => {
-  const runs = results.filter(r => /^cluster-\d+p$/.test(r.scenario))
+  const runs = results.filter(r => /^cluster-\d+p(-bydoc)?$/.test(r.scenario))
   if (!runs.length) return null
   const one = runs.find(r => r.processes === 1)
-  const two = runs.find(r => r.processes === 2)
+  const two = runs.find(r => r.processes === 2 && r.placement !== 'by-doc')
+  const twoByDoc = runs.find(r => r.processes === 2 && r.placement === 'by-doc')
   const stepAt = (r, rate) => r && r.steps ? [...r.steps].reverse().find(s => s.rate_per_writer === rate) || null : null
   let common = null
   let commonSustained = false
@@ -244,13 +251,16 @@ export const clusterSummary = (results) => {
     const s = common === null ? null : stepAt(r, common)
     return s ? { edits_per_s: s.edits_per_s, delivered_per_s: s.delivered_per_s, p50_ms: s.p50_ms, p99_ms: s.p99_ms, same_process_p50_ms: s.same_process_p50_ms ?? null, same_process_p99_ms: s.same_process_p99_ms ?? null, cross_process_p50_ms: s.cross_process_p50_ms ?? null, cross_process_p99_ms: s.cross_process_p99_ms ?? null, server_cpu_pct: s.server_cpu_pct, server_cpu_us_per_delivery: s.server_cpu_us_per_delivery, gen_cpu_pct: s.gen_cpu_pct, all_cpu_us_per_delivery: s.all_cpu_us_per_delivery ?? null, other_load_pct: s.other_load_pct } : null
   }
-  const ratio = one && two && one.max_delivered_per_s ? round(two.max_delivered_per_s / one.max_delivered_per_s, 3) : null
+  const over = (x) => one && x && one.max_delivered_per_s ? round(x.max_delivered_per_s / one.max_delivered_per_s, 3) : null
+  const ratio = over(two)
+  const ratioByDoc = over(twoByDoc)
   return {
-    runs: runs.map(r => ({ processes: r.processes, max_delivered_per_s: r.max_delivered_per_s ?? null, max_edits_per_s: r.max_edits_per_s ?? null, max_rate_per_writer: r.max_rate_per_writer ?? null, p50_ms: r.p50_ms ?? null, p99_ms: r.p99_ms ?? null, same_process_p99_ms: r.same_process_p99_ms ?? null, cross_process_p99_ms: r.cross_process_p99_ms ?? null, stopped: r.stopped ?? null, converged: r.converged ?? null, error: r.error ? String(r.error).split('\n')[0] : null })),
+    runs: runs.map(r => ({ scenario: r.scenario, processes: r.processes, placement: r.placement ?? null, max_delivered_per_s: r.max_delivered_per_s ?? null, max_edits_per_s: r.max_edits_per_s ?? null, max_rate_per_writer: r.max_rate_per_writer ?? null, p50_ms: r.p50_ms ?? null, p99_ms: r.p99_ms ?? null, same_process_p99_ms: r.same_process_p99_ms ?? null, cross_process_p99_ms: r.cross_process_p99_ms ?? null, stopped: r.stopped ?? null, converged: r.converged ?? null, error: r.error ? String(r.error).split('\n')[0] : null })),
     common_rate_per_writer: common,
     common_rate_sustained_by_both: commonSustained,
     at_common_rate: { one_process: at(one), two_processes: at(two) },
     throughput_two_over_one: ratio,
-    two_beats_one: ratio === null ? null : ratio > 1
+    throughput_two_by_doc_over_one: ratioByDoc,
+    two_beats_one: ratio === null && ratioByDoc === null ? null : Math.max(ratio ?? 0, ratioByDoc ?? 0) > 1
   }
 }

@@ -33,7 +33,7 @@ const other = (r) => {
   if (f === 'cluster') {
     if (!r.processes) return ''
     const split = r.processes > 1 && r.same_process_p99_ms !== undefined ? `; p99 same/cross process ${r.same_process_p99_ms}/${r.cross_process_p99_ms} ms` : ''
-    return `${r.processes} process${r.processes > 1 ? 'es + Redis' : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; unpinned; stopped ${r.stopped}${noisy}`
+    return `${r.processes} process${r.processes > 1 ? `es + Redis, clients ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; unpinned; stopped ${r.stopped}${noisy}`
   }
   if (f === 'writes') return `${r.edits_per_s} edits/s for ${r.window_s} s → ${r.rows_per_s} rows/s in ${r.transactions_per_s} transactions/s (${r.rows_per_transaction} rows each)`
   return ''
@@ -97,9 +97,11 @@ export const renderCluster = (results) => {
   if (!c) return ''
   const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
   const out = ['## Scale-out: 1 vs 2 collab processes (cluster)\n']
-  out.push('Same load on each: documents × clients, 2 writers each, rising edits/s per writer; with 2 processes each document\'s clients alternate between them (writers on different processes) and updates cross through Redis. PostgreSQL (fsync off) for both; no CPU pinning.\n')
+  out.push('Same load on each: documents × clients, 2 writers each, rising edits/s per writer. With 2 processes, *spread*: each document\'s clients alternate between them (writers on different processes; updates cross through Redis), as behind a load balancer without affinity; *by document*: each document\'s clients on one process, as behind one hashing the URL (updates are still published). PostgreSQL (fsync off) for all; no CPU pinning.\n')
+  const label = (r) => r.processes > 1 ? `${r.processes}, ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : String(r.processes)
+  const split = (r, k) => r.processes > 1 && r.placement !== 'by-doc' ? `${fmt(results.find(x => x.scenario === r.scenario)[`${k}_p50_ms`])}/${fmt(r[`${k}_p99_ms`])}` : '–'
   out.push(table(['processes', 'max delivered upd/s (p99 ≤ 100 ms)', 'edits/s', 'edits/s per writer', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'stopped', 'converged'],
-    c.runs.map(r => r.error ? [r.processes, `ERROR: ${String(r.error).slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', r.converged] : [r.processes, r.max_delivered_per_s, r.max_edits_per_s, r.max_rate_per_writer, r.p50_ms, r.p99_ms, r.processes > 1 ? `${fmt(results.find(x => x.scenario === `cluster-${r.processes}p`).same_process_p50_ms)}/${fmt(r.same_process_p99_ms)}` : '–', r.processes > 1 ? `${fmt(results.find(x => x.scenario === `cluster-${r.processes}p`).cross_process_p50_ms)}/${fmt(r.cross_process_p99_ms)}` : '–', r.stopped, r.converged])))
+    c.runs.map(r => r.error ? [label(r), `ERROR: ${String(r.error).slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', r.converged] : [label(r), r.max_delivered_per_s, r.max_edits_per_s, r.max_rate_per_writer, r.p50_ms, r.p99_ms, split(r, 'same_process'), split(r, 'cross_process'), r.stopped, r.converged])))
   if (c.common_rate_per_writer !== null) {
     const one = c.at_common_rate.one_process
     const two = c.at_common_rate.two_processes
@@ -107,7 +109,8 @@ export const renderCluster = (results) => {
     out.push(table(['processes', 'edits/s', 'delivered upd/s', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'srv CPU % (sum)', 'srv CPU µs/upd', 'all CPU µs/upd', 'gen CPU %', 'other load %'],
       [[1, one], [2, two]].filter(([, x]) => x).map(([n, x]) => [n, x.edits_per_s, x.delivered_per_s, x.p50_ms, x.p99_ms, n > 1 ? `${fmt(x.same_process_p50_ms)}/${fmt(x.same_process_p99_ms)}` : '–', n > 1 ? `${fmt(x.cross_process_p50_ms)}/${fmt(x.cross_process_p99_ms)}` : '–', x.server_cpu_pct, x.server_cpu_us_per_delivery, x.all_cpu_us_per_delivery, x.gen_cpu_pct, `${x.other_load_pct}${x.other_load_pct > 20 ? ' ⚠' : ''}`])))
   }
-  if (c.throughput_two_over_one !== null) out.push(`\n**2 processes / 1 process, max delivered upd/s: ${c.throughput_two_over_one}×** (goal of issue #9: > 1)`)
+  if (c.throughput_two_over_one !== null) out.push(`\n**2 processes (spread) / 1 process, max delivered upd/s: ${c.throughput_two_over_one}×** (goal of issue #9: > 1)`)
+  if (c.throughput_two_by_doc_over_one !== null) out.push(`\n**2 processes (by document) / 1 process, max delivered upd/s: ${c.throughput_two_by_doc_over_one}×**`)
   return out.join('\n')
 }
 
