@@ -41,9 +41,9 @@ const HELP = `usage: bash bench/run [options]
   --store-bytes N     snapshot size in 'storeopen' (default 1700000)
   --store-rows N      log rows after it (default 5000)
   --store-runs N      timed opens, median reported (default 7)
-  --cluster-docs N    documents in 'cluster' (default 30)
-  --cluster-clients N clients per document in 'cluster' (default 10)
-  --cluster-writers N writers per document in 'cluster' (default 2)
+  --cluster-docs N    documents in 'cluster' (default 100)
+  --cluster-clients N clients per document in 'cluster' (default 4)
+  --cluster-writers N writers per document in 'cluster' (default 1)
   --cluster-rates LIST  edits/s per writer in 'cluster', tried in order
                       (default 10,20,30,40,50,60,80,100,130,160)
   --cluster-processes LIST  collab processes per variant (default 1,2; >1 uses Redis)
@@ -122,10 +122,10 @@ const o = {
   storeRows: Number(a['store-rows'] || (q ? 1000 : 5000)),
   storeRuns: Number(a['store-runs'] || (q ? 3 : 7)),
   storeTimeoutMs: 300000,
-  clusterDocs: Number(a['cluster-docs'] || (q ? 10 : 30)),
-  clusterClients: Number(a['cluster-clients'] || 10),
-  clusterWriters: Number(a['cluster-writers'] || 2),
-  clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [10, 20, 30, 40, 50, 60, 80, 100, 130, 160]),
+  clusterDocs: Number(a['cluster-docs'] || (q ? 20 : 100)),
+  clusterClients: Number(a['cluster-clients'] || 4),
+  clusterWriters: Number(a['cluster-writers'] || 1),
+  clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [20, 40, 60, 80, 100, 120, 150, 180, 220]),
   clusterProcesses: a['cluster-processes'] ? nums(a['cluster-processes']) : [1, 2],
   clusterPlacements: a['cluster-placement'] ? a['cluster-placement'].split(',').map(x => x.trim()).filter(Boolean) : ['spread', 'by-doc'],
   clusterMaxS: q ? 25 : 150,

@@ -243,7 +243,7 @@ export const clusterSummary = (results) => {
   let commonSustained = false
   if (one && two && one.steps && two.steps && one.steps.length && two.steps.length) {
     const rates = [...new Set(one.steps.map(s => s.rate_per_writer))].filter(x => two.steps.some(s => s.rate_per_writer === x))
-    const both = rates.filter(x => x <= (one.max_rate_per_writer ?? -1) && x <= (two.max_rate_per_writer ?? -1))
+    const both = rates.filter(x => x <= (one.max_rate_per_writer ?? -1) && x <= (two.max_rate_per_writer ?? -1) && (!twoByDoc || x <= (twoByDoc.max_rate_per_writer ?? -1)))
     common = both.length ? Math.max(...both) : (rates.length ? Math.min(...rates) : null)
     commonSustained = both.length > 0
   }
@@ -258,7 +258,7 @@ export const clusterSummary = (results) => {
     runs: runs.map(r => ({ scenario: r.scenario, processes: r.processes, placement: r.placement ?? null, max_delivered_per_s: r.max_delivered_per_s ?? null, max_edits_per_s: r.max_edits_per_s ?? null, max_rate_per_writer: r.max_rate_per_writer ?? null, p50_ms: r.p50_ms ?? null, p99_ms: r.p99_ms ?? null, same_process_p99_ms: r.same_process_p99_ms ?? null, cross_process_p99_ms: r.cross_process_p99_ms ?? null, stopped: r.stopped ?? null, converged: r.converged ?? null, error: r.error ? String(r.error).split('\n')[0] : null })),
     common_rate_per_writer: common,
     common_rate_sustained_by_both: commonSustained,
-    at_common_rate: { one_process: at(one), two_processes: at(two) },
+    at_common_rate: { one_process: at(one), two_processes: at(two), two_processes_by_doc: at(twoByDoc) },
     throughput_two_over_one: ratio,
     throughput_two_by_doc_over_one: ratioByDoc,
     two_beats_one: ratio === null && ratioByDoc === null ? null : Math.max(ratio ?? 0, ratioByDoc ?? 0) > 1
