@@ -40,6 +40,7 @@ from pycrdt import Doc, write_var_uint
 
 from .protocol import EMPTY_UPDATE, ProtocolError, Reader
 from .room import Origin, Room
+from .state import StoredDoc
 from .store import DocumentDeleted
 
 log = logging.getLogger("collab.fanout")
@@ -167,7 +168,7 @@ class FanoutStats:
     processes_gone: int = 0
 
 
-Loader = Callable[[str], Awaitable[Doc[Any]]]
+Loader = Callable[[str], Awaitable[Doc[Any] | StoredDoc]]
 # Told the rooms a vanished process had changed, to check against the database.
 GoneHandler = Callable[[list[Room]], Coroutine[Any, Any, None]]
 # Which of these open documents were deleted (asked after a reconnection).
@@ -240,7 +241,9 @@ class Fanout:
         channel = self.channel(doc_id)
         try:
             await self.transport.subscribe(channel)
-            doc = await loader(doc_id)
+            stored = await loader(doc_id)
+            # Other processes' edits are applied to it from now on: build it.
+            doc = stored if isinstance(stored, Doc) else stored.build()
         except BaseException:
             if self._links.get(doc_id) is link:
                 del self._links[doc_id]

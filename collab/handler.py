@@ -6,7 +6,9 @@ adapter can forget it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from . import protocol
 from .peer import Peer
@@ -46,13 +48,24 @@ class ProtocolHandler:
         elif isinstance(message, AuthMessage):
             log.debug("peer %s sent an auth message; ignored", self.peer.id)
 
+    def _build(self) -> None:
+        started = time.perf_counter()
+        self.room.build()
+        log.debug(
+            "room %r built in %.1f ms", self.room.doc_id, (time.perf_counter() - started) * 1000
+        )
+
     def _sync(self, message: SyncMessage, frame: bytes) -> None:
         if message.kind is SyncType.STEP1:
             try:
-                missing = self.room.doc.get_update(message.payload)
+                missing = self.room.missing(message.payload)
             except ValueError:
                 raise ProtocolError("malformed state vector") from None
             self.peer.send(protocol.sync_step2(missing))
+            if not self.room.built:
+                # Answered from the stored snapshot: build once the answer is out,
+                # before anything else of this room needs the document.
+                asyncio.get_running_loop().call_soon(self._build)
             return
         if message.payload == protocol.EMPTY_UPDATE:
             return  # what a client with nothing new answers to sync step 1

@@ -19,7 +19,7 @@ from pycrdt import Doc
 
 from .fanout import BUS
 from .room import Origin, Room
-from .state import build_doc, compact
+from .state import StoredDoc, build_doc, compact
 from .store import DocumentDeleted, DocumentStore, VersionInfo
 
 log = logging.getLogger("collab.persistence")
@@ -103,8 +103,13 @@ class Persistence:
         await asyncio.gather(*self._tasks)
         self._tasks = []
 
-    async def load(self, doc_id: str) -> Doc[Any]:
+    async def load(self, doc_id: str) -> Doc[Any] | StoredDoc:
+        """The stored document: built, or, when it is one snapshot of known state
+        vector (as compaction leaves it), to be built on first use."""
         state = await self.store.load(doc_id)
+        if state.snapshot and state.state_vector and not state.updates:
+            self._log_rows[doc_id] = 0
+            return StoredDoc(state.snapshot, state.state_vector)
         try:
             doc = build_doc(state.snapshot, state.updates)
         except ValueError as exc:
@@ -148,7 +153,7 @@ class Persistence:
             except Exception as exc:
                 self._failed(f"writing {doc_id!r}", exc)
                 if len(batch) > MERGE_PENDING_ABOVE:
-                    merged, pending = compact(None, batch)
+                    merged, pending, _ = compact(None, batch)
                     batch[:] = [merged, *(batch[i] for i in pending)]
                 return False
             if self._observe is not None:

@@ -13,6 +13,7 @@ from . import protocol
 from .peer import Peer
 from .presence import Presence
 from .protocol import ProtocolError
+from .state import StoredDoc
 
 log = logging.getLogger("collab.room")
 
@@ -31,9 +32,10 @@ class RoomState(enum.Enum):
 
 
 class Room:
-    def __init__(self, doc_id: str, doc: Doc[Any]) -> None:
+    def __init__(self, doc_id: str, doc: Doc[Any] | StoredDoc) -> None:
         self.doc_id = doc_id
-        self.doc = doc
+        self._doc = doc if isinstance(doc, Doc) else None
+        self._stored = doc if isinstance(doc, StoredDoc) else None
         self.presence = Presence()
         self.peers: set[Peer] = set()
         self.state = RoomState.OPEN
@@ -44,10 +46,34 @@ class Room:
     def __repr__(self) -> str:
         return f"<Room {self.doc_id!r} {self.state.value} peers={len(self.peers)}>"
 
+    @property
+    def doc(self) -> Doc[Any]:
+        """The document, built from its stored snapshot on first use."""
+        if self._doc is None:
+            self.build()
+            assert self._doc is not None
+        return self._doc
+
+    def build(self) -> None:
+        if self._stored is not None:
+            self._doc = self._stored.build()
+            self._stored = None
+
+    @property
+    def built(self) -> bool:
+        return self._doc is not None
+
+    def missing(self, state_vector: bytes) -> bytes:
+        """What a peer at ``state_vector`` lacks; ValueError if that is malformed."""
+        if self._stored is not None:
+            return self._stored.missing(state_vector)
+        return self.doc.get_update(state_vector)
+
     def join(self, peer: Peer) -> None:
         """Start the sync handshake with a new peer and show it who is here."""
         self.peers.add(peer)
-        peer.send(protocol.sync_step1(self.doc.get_state()))
+        state = self._stored.state_vector if self._stored is not None else self.doc.get_state()
+        peer.send(protocol.sync_step1(state))
         states = self.presence.encode_all()
         if states is not None:
             peer.send(protocol.awareness(states))

@@ -12,10 +12,11 @@ from pycrdt import Doc
 
 from . import protocol
 from .room import Room, RoomState
+from .state import StoredDoc
 
 log = logging.getLogger("collab.rooms")
 
-Loader = Callable[[str], Awaitable[Doc[Any]]]
+Loader = Callable[[str], Awaitable[Doc[Any] | StoredDoc]]
 Attacher = Callable[[Room], None]
 Releaser = Callable[[Room], Awaitable[bool]]
 

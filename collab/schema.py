@@ -45,6 +45,9 @@ snapshots = Table(
     Column("doc_id", String(128), ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Of ``data``: a room opened from the snapshot alone answers peers before it is
+    # built. Null for snapshots written before migration 0003.
+    Column("state_vector", LargeBinary, nullable=True),
 )
 
 updates = Table(

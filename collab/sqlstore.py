@@ -69,13 +69,19 @@ class SqlStore:
                 return StoredState(None, [])
             if row.deleted_at is not None:
                 raise DocumentDeleted(doc_id)
-            snapshot = await conn.scalar(
-                select(snapshots.c.data).where(snapshots.c.doc_id == doc_id)
-            )
+            stored = (
+                await conn.execute(
+                    select(snapshots.c.data, snapshots.c.state_vector).where(
+                        snapshots.c.doc_id == doc_id
+                    )
+                )
+            ).first()
             log = await conn.scalars(
                 select(updates.c.data).where(updates.c.doc_id == doc_id).order_by(updates.c.seq)
             )
-            return StoredState(snapshot, list(log))
+            if stored is None:
+                return StoredState(None, list(log))
+            return StoredState(stored.data, list(log), stored.state_vector)
 
     async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
         if not batch:
@@ -141,10 +147,10 @@ class SqlStore:
             ).all()
             if not log:
                 return len(snapshot or b"")
-            merged, pending = await asyncio.to_thread(
+            merged, pending, vector = await asyncio.to_thread(
                 state.compact, snapshot, [r.data for r in log]
             )
-            await self._write_snapshot(conn, doc_id, merged, exists=snapshot is not None)
+            await self._write_snapshot(conn, doc_id, merged, vector, exists=snapshot is not None)
             kept = [log[i].seq for i in pending]
             await conn.execute(
                 delete(updates).where(
@@ -323,9 +329,9 @@ class SqlStore:
         return bool(result.rowcount)
 
     async def _write_snapshot(
-        self, conn: AsyncConnection, doc_id: str, data: bytes, *, exists: bool
+        self, conn: AsyncConnection, doc_id: str, data: bytes, vector: bytes, *, exists: bool
     ) -> None:
-        values = {"data": data, "created_at": utcnow()}
+        values = {"data": data, "state_vector": vector, "created_at": utcnow()}
         if exists:
             await conn.execute(update(snapshots).where(snapshots.c.doc_id == doc_id).values(values))
         else:

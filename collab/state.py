@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pycrdt import Doc
 from pycrdt import get_update as diff
@@ -24,9 +25,33 @@ def build_doc(snapshot: bytes | None, updates: Sequence[bytes]) -> Doc[Any]:
     return doc
 
 
-def compact(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, list[int]]:
-    """The whole state as one update, with deleted content garbage-collected, and the
-    positions of the updates it could not include.
+@dataclass(frozen=True, slots=True)
+class StoredDoc:
+    """A document stored as one snapshot and its state vector: enough to answer a
+    peer's sync before the document is built (building a large one takes tens of ms)."""
+
+    snapshot: bytes
+    state_vector: bytes
+
+    def missing(self, state_vector: bytes) -> bytes:
+        """What a peer at ``state_vector`` lacks, as one update; ValueError if malformed."""
+        if state_vector == b"\x00":
+            return self.snapshot
+        return diff(self.snapshot, state_vector)
+
+    def build(self) -> Doc[Any]:
+        return build_doc(self.snapshot, [])
+
+
+class Compacted(NamedTuple):
+    update: bytes  # the whole state
+    pending: list[int]  # positions of the updates it could not include
+    state_vector: bytes  # of ``update``
+
+
+def compact(snapshot: bytes | None, updates: Sequence[bytes]) -> Compacted:
+    """The whole state as one update, with deleted content garbage-collected, the
+    positions of the updates it could not include, and its state vector.
 
     When several writers share a log, an update can be logged before one it depends
     on: an insert before the insert it follows, or a delete before the insert of what
@@ -37,7 +62,7 @@ def compact(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, li
     state = doc.get_state()
     have = decode_state_vector(state)
     pending = [index for index, update in enumerate(updates) if _beyond(diff(update, state), have)]
-    return doc.get_update(), pending
+    return Compacted(doc.get_update(), pending, state)
 
 
 def decode_state_vector(state: bytes) -> dict[int, int]:

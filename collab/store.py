@@ -24,6 +24,7 @@ class DocumentExists(ValueError):
 class StoredState:
     snapshot: bytes | None
     updates: list[bytes]
+    state_vector: bytes | None = None  # of the snapshot, when known
 
 
 @dataclass(frozen=True, slots=True)

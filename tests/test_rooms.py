@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, Text
 
+from collab import protocol
+from collab.handler import ProtocolHandler
+from collab.peer import Peer
 from collab.room import Room, RoomState
 from collab.rooms import RoomRegistry
+from collab.state import StoredDoc
+from collab.stats import Stats
+
+from .support import eventually
+from .test_peer import FakeTransport
 
 
 async def test_concurrent_joins_share_one_load() -> None:
@@ -80,3 +88,24 @@ async def test_a_join_during_the_release_delay_keeps_the_room() -> None:
     await asyncio.sleep(0.1)
     assert again is room
     assert room.state is RoomState.OPEN
+
+
+async def test_a_room_from_a_stored_snapshot_answers_first_then_builds() -> None:
+    source: Doc[Any] = Doc()
+    source.get("text", type=Text).insert(0, "stored")
+    room = Room("doc", StoredDoc(source.get_update(), source.get_state()))
+    transport = FakeTransport()
+    peer = Peer(transport)
+    room.join(peer)
+    handler = ProtocolHandler(peer, room, Stats())
+    handler.receive(protocol.sync_step1(b"\x00"))
+    assert not room.built
+    await eventually(lambda: len(transport.sent) == 2, 2, "step 1 and step 2 sent")
+    assert transport.sent == [
+        protocol.sync_step1(source.get_state()),
+        protocol.sync_step2(source.get_update()),
+    ]
+    assert room.built  # right after the answer went out
+    assert str(room.doc.get("text", type=Text)) == "stored"
+    peer.close(1000)
+    await peer.wait_closed()

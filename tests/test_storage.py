@@ -223,7 +223,7 @@ def test_compaction_keeps_updates_that_arrived_before_their_dependencies() -> No
     source.observe(lambda event: log.append(event.update))
     for i in range(4):
         text.insert(len(text), f"<{i}>")
-    merged, pending = state.compact(None, [log[0], log[2]])  # log[1] not written yet
+    merged, pending, _ = state.compact(None, [log[0], log[2]])  # log[1] not written yet
     assert pending == [1]
     rebuilt = state.build_doc(merged, [log[2], log[1], log[3]])
     assert str(rebuilt.get("text", type=Text)) == "<0><1><2><3>"
@@ -237,11 +237,11 @@ def test_compaction_keeps_deletes_that_arrived_before_what_they_delete() -> None
     text.insert(0, "keep")
     text.insert(4, "-gone")
     del text[4:9]
-    merged, pending = state.compact(None, [log[0], log[2]])  # the insert log[1] comes later
+    merged, pending, _ = state.compact(None, [log[0], log[2]])  # the insert log[1] comes later
     assert pending == [1]
     rebuilt = state.build_doc(merged, [log[2], log[1]])
     assert str(rebuilt.get("text", type=Text)) == "keep"
-    merged, pending = state.compact(None, log)
+    merged, pending, _ = state.compact(None, log)
     assert pending == []
     assert str(state.build_doc(merged, []).get("text", type=Text)) == "keep"
 
@@ -275,5 +275,36 @@ async def test_a_flush_writes_every_room_a_few_at_a_time(sqlite_url: str) -> Non
             stored = await store.load(f"many-{i}")
             loaded = state.build_doc(stored.snapshot, stored.updates)
             assert str(loaded.get("text", type=Text)) == f"room {i}"
+    finally:
+        await store.close()
+
+
+async def test_a_compacted_document_is_answered_before_it_is_built(database_url: str) -> None:
+    store = SqlStore(create_engine(database_url))
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    halfway = b""
+    for i in range(200):
+        text.insert(0, f"<{i}>")
+        if i == 99:
+            halfway = source.get_state()
+    try:
+        await store.load("lazy")
+        await store.append("lazy", [source.get_update()])
+        await store.compact("lazy")
+        stored = await Persistence(store).load("lazy")
+        assert isinstance(stored, state.StoredDoc)
+        assert stored.state_vector == source.get_state()
+        room = Room("lazy", stored)
+        assert room.missing(b"\x00") == stored.snapshot
+        behind: Doc[Any] = Doc()
+        behind.apply_update(source.get_update(halfway))
+        behind.apply_update(room.missing(behind.get_state()))
+        assert not room.built
+        assert str(behind.get("text", type=Text)) == str(text)
+        assert str(room.doc.get("text", type=Text)) == str(text)
+        assert room.built
+        await store.append("lazy", [b"\x00\x00"])  # a log row: built at load, as before
+        assert isinstance(await Persistence(store).load("lazy"), Doc)
     finally:
         await store.close()
