@@ -42,6 +42,21 @@ NO_COMPACTION = {
 }
 
 
+async def _edit_on_all(
+    alice: YClient, bob: YClient, js: JsClient, *, pause: float
+) -> dict[str, list[str]]:
+    """Ten rounds of edits from each of three clients; what each inserted."""
+    made: dict[str, list[str]] = {"a": [], "b": [], "j": []}
+    for i in range(10):
+        for name in made:
+            made[name].append(f"<{name}{i}>")
+        alice.append(made["a"][-1])
+        bob.append(made["b"][-1])
+        await js.command("insert", text=made["j"][-1], index=0)
+        await asyncio.sleep(pause)
+    return made
+
+
 async def test_clients_on_three_processes_converge(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
@@ -250,14 +265,7 @@ async def test_editing_goes_on_through_a_redis_outage(
 
         redis.stop()
         await eventually(lambda: _both(a, b, "/readyz", 503), 15, "readyz 503 on both")
-        made: dict[str, list[str]] = {"a": [], "b": [], "j": []}
-        for i in range(10):
-            for name in made:
-                made[name].append(f"<{name}{i}>")
-            alice.append(made["a"][-1])
-            bob.append(made["b"][-1])
-            await js.command("insert", text=made["j"][-1], index=0)
-            await asyncio.sleep(0.02)
+        made = await _edit_on_all(alice, bob, js, pause=0.02)
         # Each process keeps serving its own peers.
         await eventually(
             lambda: all(t in alice2.content() for t in made["a"]), what="A to serve its peers"
@@ -303,14 +311,7 @@ async def test_a_killed_process_loses_no_edit(
         alice = YClient(a.ws_url(doc_id))
         await alice.connect()
         await asyncio.wait_for(alice.synced.wait(), 10)
-        made: dict[str, list[str]] = {"a": [], "b": [], "j": []}
-        for i in range(10):
-            for name in made:
-                made[name].append(f"<{name}{i}>")
-            alice.append(made["a"][-1])
-            bob.append(made["b"][-1])
-            await js.command("insert", text=made["j"][-1], index=0)
-            await asyncio.sleep(0.01)
+        made = await _edit_on_all(alice, bob, js, pause=0.01)
         await eventually(
             lambda: all(t in bob.content() for t in made["a"] + made["j"]), what="A's edits on B"
         )
