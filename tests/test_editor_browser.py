@@ -22,6 +22,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from .conftest import Cluster
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -377,3 +379,26 @@ def test_history_panel_saves_previews_and_restores(
         expect(editor(viewer)).not_to_contain_text("Second thoughts.")
     history.get_by_role("button", name="Close version history").click()
     expect(history).to_be_hidden()
+
+
+def test_two_users_on_two_processes_edit_together(
+    cluster: Cluster, new_context: ContextFactory
+) -> None:
+    a, b = cluster.start_many(2)
+    doc_id = new_doc_id()
+    alice = open_editor(new_context(), a.base_url, doc_id, "Alice Liddell")
+    bob = open_editor(new_context(), b.base_url, doc_id, "Bob Marley")
+
+    type_at_end(alice, "Written by Alice on process A.")
+    expect(editor(bob)).to_contain_text("Written by Alice on process A.")
+    expect(caret_label(bob, "Alice Liddell")).to_be_visible()
+    leave_editor(alice, seen_by=bob)
+
+    type_at_end(bob, "Written by Bob on process B.", new_paragraph=True)
+    expect(editor(alice)).to_contain_text("Written by Bob on process B.")
+    expect(alice.locator('#presence .avatar[data-name="Bob Marley"]')).to_have_text("BM")
+    expect(bob.locator('#presence .avatar[data-name="Alice Liddell"]')).to_have_text("AL")
+
+    # Bob closes his tab: Alice's "who is here" loses him, across processes.
+    bob.close()
+    expect(alice.locator('#presence .avatar[data-name="Bob Marley"]')).to_have_count(0)
