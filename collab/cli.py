@@ -91,6 +91,7 @@ def _serve(settings: Settings) -> int:
     from .migrate import SchemaOutOfDate, check_schema
     from .sqlstore import create_engine
     from .web.app import create_app
+    from .web.wsprotocol import BatchingWebSocketProtocol
 
     async def check() -> None:
         engine = create_engine(settings.database_url)
@@ -113,7 +114,7 @@ def _serve(settings: Settings) -> int:
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
-        ws="websockets-sansio",
+        ws=BatchingWebSocketProtocol,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.ping_interval or None,
         ws_ping_timeout=settings.ping_timeout,

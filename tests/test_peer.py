@@ -7,10 +7,13 @@ import asyncio
 from collab.closecodes import CloseCode
 from collab.peer import Peer, PeerState
 
+from .support import eventually
+
 
 class FakeTransport:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.batches: list[int] = []  # sizes of the multi-frame sends
         self.closed: tuple[int, str] | None = None
         self.aborted = False
         self.gate = asyncio.Event()
@@ -19,6 +22,11 @@ class FakeTransport:
     async def send(self, frame: bytes) -> None:
         await self.gate.wait()
         self.sent.append(frame)
+
+    async def send_many(self, frames: list[bytes]) -> None:
+        await self.gate.wait()
+        self.sent.extend(frames)
+        self.batches.append(len(frames))
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -74,12 +82,30 @@ async def test_queued_counts_taken_frames_until_they_are_written() -> None:
     peer = Peer(transport)
     peer.send(b"a")
     peer.send(b"b")
-    await asyncio.sleep(0)  # the writer has taken both and is stuck writing the first
+    await asyncio.sleep(0)  # the writer has taken both and is stuck writing them
     peer.send(b"c")
-    assert peer.queued == 2
+    assert peer.queued == 3
     transport.gate.set()
     for _ in range(10):
         await asyncio.sleep(0)
     assert transport.sent == [b"a", b"b", b"c"]
     assert peer.queued == 0
     assert peer.frames_sent == 3
+
+
+async def test_frames_queued_while_a_write_is_pending_go_out_in_one_send() -> None:
+    transport = FakeTransport()
+    transport.gate.clear()
+    peer = Peer(transport)
+    peer.send(b"first")
+    await asyncio.sleep(0)  # the writer takes it and waits on the socket
+    for i in range(5):
+        peer.send(bytes([i]))
+    transport.gate.set()
+    await eventually(lambda: len(transport.sent) == 6, 2, "all frames written")
+    assert transport.sent == [b"first", *(bytes([i]) for i in range(5))]
+    assert transport.batches == [5]
+    assert peer.frames_sent == 6
+    assert peer.queued == 0
+    peer.close(CloseCode.NORMAL)
+    await peer.wait_closed()

@@ -26,20 +26,29 @@ from ..stats import Stats
 from ..store import DocumentDeleted
 from .access import Access
 from .errors import ApiError, error_body
+from .wsprotocol import FRAMES
 
 log = logging.getLogger("collab.ws")
 
 
 class AsgiTransport:
-    __slots__ = ("_reader", "_send", "aborted")
+    __slots__ = ("_batches", "_reader", "_send", "aborted")
 
-    def __init__(self, send: Send, reader: asyncio.Task[object]) -> None:
+    def __init__(self, send: Send, reader: asyncio.Task[object], *, batches: bool) -> None:
         self._send = send
         self._reader = reader
+        self._batches = batches  # the server takes several messages in one send
         self.aborted = False
 
     async def send(self, frame: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": frame})
+
+    async def send_many(self, frames: list[bytes]) -> None:
+        if self._batches:
+            await self._send({"type": "websocket.send", FRAMES: frames})
+            return
+        for frame in frames:
+            await self._send({"type": "websocket.send", "bytes": frame})
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -120,7 +129,8 @@ class SyncEndpoint:
         await conn.websocket.accept()
         reader = asyncio.current_task()
         assert reader is not None
-        transport = AsgiTransport(conn.send, reader)
+        batches = FRAMES in conn.websocket.scope.get("extensions", {})
+        transport = AsgiTransport(conn.send, reader, batches=batches)
         settings = self.settings
         peer = Peer(
             transport,
