@@ -263,7 +263,8 @@ export const startServer = async (entry, ctx, { pin = true, readyTimeoutMs = 600
       if (exited) return
       const gone = new Promise(resolve => child.once('exit', resolve))
       child.kill('SIGTERM')
-      const t = await Promise.race([gone.then(() => true), sleep(5000).then(() => false)])
+      // collab writes its rooms for up to COLLAB_SHUTDOWN_TIMEOUT (10 s) before exiting
+      const t = await Promise.race([gone.then(() => true), sleep(15000).then(() => false)])
       if (!t) { child.kill('SIGKILL'); await gone }
     }
   }
