@@ -189,7 +189,7 @@ class Persistence:
             return False
         if self.shared and not await self.write_missing(room):
             return False
-        if room.doc_id in self._changed_at or self._log_rows.get(room.doc_id):
+        if self._uncompacted(room.doc_id):
             await self.compact(room.doc_id)  # a failure leaves a longer log, nothing lost
         if room.doc_id in self._last_change:
             await self.save_version(room, kind="auto")
@@ -278,9 +278,13 @@ class Persistence:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry_max_delay)
         for room in rooms:
-            if room.doc_id in self._changed_at and time.monotonic() < deadline:
+            if self._uncompacted(room.doc_id) and time.monotonic() < deadline:
                 await self.compact(room.doc_id)
         return True
+
+    def _uncompacted(self, doc_id: str) -> bool:
+        # Rows written while a compaction ran count in the log, not in _changed_at.
+        return doc_id in self._changed_at or bool(self._log_rows.get(doc_id))
 
     async def _flush_loop(self) -> None:
         delay = self.flush_interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -306,5 +307,40 @@ async def test_a_compacted_document_is_answered_before_it_is_built(database_url:
         assert room.built
         await store.append("lazy", [b"\x00\x00"])  # a log row: built at load, as before
         assert isinstance(await Persistence(store).load("lazy"), Doc)
+    finally:
+        await store.close()
+
+
+async def test_shutdown_compacts_rows_written_while_a_compaction_ran(sqlite_url: str) -> None:
+    class SlowCompaction(SqlStore):
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def compact(self, doc_id: str) -> int:
+            SlowCompaction.started.set()
+            await SlowCompaction.release.wait()
+            return await super().compact(doc_id)
+
+    store = SlowCompaction(create_engine(sqlite_url))
+    persistence = Persistence(store)
+    try:
+        room = Room("busy", await persistence.load("busy"))
+        persistence.attach(room)
+        source: Doc[Any] = Doc()
+        text = source.get("text", type=Text)
+        text.insert(0, "first")
+        room.apply_update(source.get_update(), "api")
+        assert await persistence.flush("busy")
+        compaction = asyncio.create_task(persistence.compact("busy"))
+        await SlowCompaction.started.wait()
+        before = source.get_state()
+        text.insert(0, "during ")  # arrives while the compaction runs
+        room.apply_update(source.get_update(before), "api")
+        SlowCompaction.release.set()
+        assert await compaction
+        assert await persistence.close([room], time.monotonic() + 10)
+        stored = await store.load("busy")
+        assert stored.updates == []
+        assert str(state.build_doc(stored.snapshot, []).get("text", type=Text)) == "during first"
     finally:
         await store.close()
