@@ -19,6 +19,10 @@ _ids = itertools.count(1)
 class Transport(Protocol):
     """What the core needs of a socket; the web layer adapts a real one."""
 
+    def write_now(self, frame: bytes) -> bool:
+        """Write a message at once if the socket takes it without waiting; False if
+        it cannot (then ``send`` is awaited instead)."""
+
     async def send(self, frame: bytes) -> None: ...
 
     async def send_many(self, frames: list[bytes]) -> None:
@@ -41,10 +45,12 @@ class IllegalTransition(RuntimeError):
 
 
 class Peer:
-    """Frames are queued without awaiting and written in order by one writer task.
+    """Frames are sent without awaiting, in order.
 
-    A peer whose queue outgrows its bounds is closed with 1013 rather than having
-    frames dropped: its client reconnects and resynchronises.
+    While nothing is queued, a frame goes straight to the socket if it takes it
+    without waiting; otherwise it is queued, and a writer task, which lives only while
+    there is a queue, writes it. A peer whose queue outgrows its bounds is closed with
+    1013 rather than having frames dropped: its client reconnects and resynchronises.
     """
 
     __slots__ = (
@@ -55,7 +61,6 @@ class Peer:
         "_queued_bytes",
         "_sending",
         "_transport",
-        "_wakeup",
         "_writer",
         "bytes_sent",
         "can_write",
@@ -96,8 +101,7 @@ class Peer:
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._sending = False
-        self._wakeup: asyncio.Future[None] | None = None
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} {self.client} {self.state.value}>"
@@ -108,6 +112,10 @@ class Peer:
 
     def send(self, frame: bytes) -> None:
         if self.state is not PeerState.OPEN:
+            return
+        if not self._queued and self._transport.write_now(frame):
+            self.frames_sent += 1
+            self.bytes_sent += len(frame)
             return
         self._queue.append(frame)
         self._queued += 1
@@ -121,7 +129,7 @@ class Peer:
             )
             self.close(CloseCode.TRY_AGAIN_LATER)
             return
-        self._wake()
+        self._start_writer()
 
     def close(self, code: int, reason: str | None = None) -> None:
         """Ask the writer to close the socket after what it is writing now."""
@@ -133,13 +141,13 @@ class Peer:
         self._queue.clear()
         self._queued = 0
         self._queued_bytes = 0
-        if self._sending:
+        if self._sending and self._writer is not None:
             # Only a socket that stopped reading keeps a send pending while other
             # code runs; a close frame could not get through either.
             self._writer.cancel()
             self._transport.abort()
         else:
-            self._wake()
+            self._start_writer()
 
     def disconnected(self, code: int) -> None:
         """The remote end is gone; nothing more can be written."""
@@ -147,30 +155,27 @@ class Peer:
             self._transition(PeerState.OPEN, PeerState.CLOSING)
             self.close_code = code
             self.close_reason = "closed by client"
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
 
     async def wait_closed(self) -> None:
-        try:
-            await self._writer
-        except asyncio.CancelledError:
-            if not self._writer.cancelled():
-                raise
+        writer = self._writer
+        if writer is not None:
+            try:
+                await writer
+            except asyncio.CancelledError:
+                if not writer.cancelled():
+                    raise
         self.state = PeerState.CLOSED
 
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         transport = self._transport
-        loop = asyncio.get_running_loop()
         try:
-            while self.state is PeerState.OPEN:
-                if not self._queue:
-                    self._wakeup = loop.create_future()
-                    await self._wakeup
-                    continue
+            while self._queue and self.state is PeerState.OPEN:
                 # Everything queued goes out at once: a peer that fell behind costs
                 # one write for all its frames, not one each.
                 # Frames count against the bounds until they are written.
@@ -189,6 +194,9 @@ class Peer:
         except OSError as exc:
             log.debug("peer %s: send failed: %s", self.id, exc)
             self.close(CloseCode.GOING_AWAY, "connection lost")
+            return
+        if self.state is PeerState.OPEN:
+            self._writer = None  # the queue is written: frames go straight out again
             return
         code = self.close_code if self.close_code is not None else CloseCode.NORMAL
         try:

@@ -16,8 +16,14 @@ class FakeTransport:
         self.batches: list[int] = []  # sizes of the multi-frame sends
         self.closed: tuple[int, str] | None = None
         self.aborted = False
-        self.gate = asyncio.Event()
+        self.gate = asyncio.Event()  # cleared: the socket takes no more data
         self.gate.set()
+
+    def write_now(self, frame: bytes) -> bool:
+        if not self.gate.is_set():
+            return False
+        self.sent.append(frame)
+        return True
 
     async def send(self, frame: bytes) -> None:
         await self.gate.wait()
@@ -109,3 +115,40 @@ async def test_frames_queued_while_a_write_is_pending_go_out_in_one_send() -> No
     assert peer.queued == 0
     peer.close(CloseCode.NORMAL)
     await peer.wait_closed()
+
+
+async def test_frames_go_straight_out_with_no_writer_task() -> None:
+    transport = FakeTransport()
+    peer = Peer(transport)
+    for i in range(3):
+        peer.send(bytes([i]))
+    assert transport.sent == [b"\x00", b"\x01", b"\x02"]  # written before any await
+    assert peer._writer is None
+    assert peer.frames_sent == 3
+
+
+async def test_a_backlog_keeps_order_then_frames_go_straight_out_again() -> None:
+    transport = FakeTransport()
+    transport.gate.clear()
+    peer = Peer(transport)
+    peer.send(b"a")
+    peer.send(b"b")
+    transport.gate.set()  # the socket drains, but the backlog is not written yet
+    peer.send(b"c")  # so this one must wait behind it
+    assert transport.sent == []
+    await eventually(lambda: peer._writer is None, 2, "the writer to finish the backlog")
+    assert transport.sent == [b"a", b"b", b"c"]
+    peer.send(b"d")
+    assert transport.sent[-1] == b"d"
+    assert peer.queued == 0
+    peer.close(CloseCode.NORMAL)
+    await peer.wait_closed()
+    assert transport.closed == (CloseCode.NORMAL, "closed")
+
+
+async def test_a_peer_closed_by_its_client_needs_no_writer() -> None:
+    peer = Peer(FakeTransport())
+    peer.send(b"x")
+    peer.disconnected(CloseCode.GOING_AWAY)
+    await peer.wait_closed()
+    assert peer.state is PeerState.CLOSED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
@@ -32,13 +33,19 @@ log = logging.getLogger("collab.ws")
 
 
 class AsgiTransport:
-    __slots__ = ("_batches", "_reader", "_send", "aborted")
+    __slots__ = ("_batches", "_reader", "_send", "_write_now", "aborted")
 
-    def __init__(self, send: Send, reader: asyncio.Task[object], *, batches: bool) -> None:
+    def __init__(self, send: Send, reader: asyncio.Task[object], scope: Scope) -> None:
         self._send = send
         self._reader = reader
-        self._batches = batches  # the server takes several messages in one send
+        frames = scope.get("extensions", {}).get(FRAMES)
+        self._batches = frames is not None  # the server takes several messages in one send
+        self._write_now: Callable[[bytes], bool] | None = (frames or {}).get("write_now")
         self.aborted = False
+
+    def write_now(self, frame: bytes) -> bool:
+        write_now = self._write_now
+        return write_now is not None and write_now(frame)
 
     async def send(self, frame: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": frame})
@@ -129,8 +136,7 @@ class SyncEndpoint:
         await conn.websocket.accept()
         reader = asyncio.current_task()
         assert reader is not None
-        batches = FRAMES in conn.websocket.scope.get("extensions", {})
-        transport = AsgiTransport(conn.send, reader, batches=batches)
+        transport = AsgiTransport(conn.send, reader, conn.websocket.scope)
         settings = self.settings
         peer = Peer(
             transport,
