@@ -20,8 +20,9 @@ class Transport(Protocol):
     """What the core needs of a socket; the web layer adapts a real one."""
 
     def write_now(self, frame: bytes) -> bool:
-        """Write a message at once if the socket takes it without waiting; False if
-        it cannot (then ``send`` is awaited instead)."""
+        """Hand a message to the socket at once if it takes it without waiting (it is
+        written in this pass of the event loop); False if it cannot (then ``send`` is
+        awaited instead)."""
 
     async def send(self, frame: bytes) -> None: ...
 

@@ -1,11 +1,17 @@
-"""The frames ``write_now`` puts on the wire are the ones websockets would write."""
+"""``write_now``: the frames it puts on the wire, and when it writes them."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
-from collab.web.wsprotocol import binary_frame
+from collab.web.wsprotocol import FRAMES, BatchingWebSocketProtocol, binary_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])
@@ -13,3 +19,76 @@ def test_binary_frame_matches_websockets(size: int) -> None:
     payload = bytes(i % 251 for i in range(size))
     expected = Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
     assert binary_frame(payload) == expected
+
+
+class _Socket(asyncio.Transport):
+    """What the protocol writes, call by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+HANDSHAKE = (
+    b"GET /ws/doc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def _accepted() -> tuple[_Socket, Callable[[bytes], bool], asyncio.Event]:
+    """A protocol that accepted a connection; its app waits until the event is set."""
+    ready: asyncio.Future[Callable[[bytes], bool]] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        ready.set_result(scope["extensions"][FRAMES]["write_now"])
+        await done.wait()
+
+    config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
+    config.load()
+    protocol = BatchingWebSocketProtocol(config, ServerState(), {})
+    socket = _Socket()
+    protocol.connection_made(socket)
+    protocol.data_received(HANDSHAKE)
+    write_now = await asyncio.wait_for(ready, 5)
+    assert socket.writes[-1].startswith(b"HTTP/1.1 101")
+    return socket, write_now, done
+
+
+async def test_a_pass_writes_its_first_message_at_once_and_the_rest_together() -> None:
+    socket, write_now, done = await _accepted()
+    before = len(socket.writes)
+    assert [write_now(b"one"), write_now(b"two"), write_now(b"three")] == [True] * 3
+    assert socket.writes[before:] == [binary_frame(b"one")]  # at once
+    await asyncio.sleep(0)  # the end of the pass
+    assert socket.writes[before:] == [
+        binary_frame(b"one"),
+        binary_frame(b"two") + binary_frame(b"three"),
+    ]
+    assert write_now(b"four")  # a new pass: at once again
+    assert socket.writes[-1] == binary_frame(b"four")
+    socket.closing = True
+    assert not write_now(b"five")  # a closing socket takes nothing
+    done.set()

@@ -134,9 +134,13 @@ export class Peer {
    * @param {number} [o.group] which server process it talks to (cluster scenario)
    * @param {boolean} [o.editAtStart] writers insert at position 0 instead of at a
    *   random position (no position search in a long text: cheaper for the generator)
+   * @param {boolean} [o.isolated] writers only: do not apply the others' updates, only
+   *   track their state vector as counting receivers do; the writer's Y.Doc holds its
+   *   own edits alone (cheaper for the generator; convergence is checked on 'full' peers)
    */
-  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false, group = 0, editAtStart = false }) {
+  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false, group = 0, editAtStart = false, isolated = false }) {
     this.group = group
+    this.isolated = isolated && kind === 'writer'
     this.editAtStart = editAtStart
     this.url = url
     this.docName = docName
@@ -260,7 +264,7 @@ export class Peer {
 
   applyRemote1 (payload, now) {
     const meta = updateMeta(payload)
-    if (this.doc) {
+    if (this.doc && !this.isolated) {
       Y.applyUpdate(this.doc, payload, 'remote')
       if (this.tracker) {
         for (const client of meta.to.keys()) {
@@ -301,7 +305,7 @@ export class Peer {
   }
 
   clockOf (clientID) {
-    if (this.doc) return Y.getState(this.doc.store, clientID)
+    if (this.doc && (!this.isolated || clientID === this.ownClientID)) return Y.getState(this.doc.store, clientID)
     return this.sv.get(clientID) || 0
   }
 

@@ -174,22 +174,25 @@ export const measureWindow = async ({ server, servers = [server], auxPids = {}, 
   }
 }
 
-export const makePeers = ({ server, doc, n, writers, full, tracker, deflate }) => {
+export const makePeers = ({ server, doc, n, writers, full, tracker, deflate, isolated = false }) => {
   const framing = server.entry.framing
   const url = server.url(doc)
   const peers = []
   for (let i = 0; i < n; i++) {
     const kind = i < writers ? 'writer' : i < writers + full ? 'full' : 'count'
-    peers.push(new Peer({ url, docName: doc, framing, tracker, kind, deflate }))
+    peers.push(new Peer({ url, docName: doc, framing, tracker, kind, deflate, isolated }))
   }
   return peers
 }
 
-// Everyone's text equal, and a fresh client gets the same text from the server.
+// Everyone's text equal, and a fresh client gets the same text from the server;
+// isolated writers' edits (their own text alone) are all in it.
 const convergence = async (server, doc, peers, deflate) => {
-  const docPeers = peers.filter(p => p.doc)
+  const docPeers = peers.filter(p => p.doc && !p.isolated)
   const ref = docPeers[0].text.toString()
   let mismatched = docPeers.filter(p => p.text.toString() !== ref).length
+  const isolated = peers.filter(p => p.isolated)
+  if (isolated.length && isolated.reduce((sum, p) => sum + p.text.length, 0) !== ref.length) mismatched++
   const fresh = new Peer({ url: server.url(doc), docName: doc, framing: server.entry.framing, kind: 'full', deflate })
   let freshOk = false
   try {
@@ -314,7 +317,8 @@ export const saturation = async (server, o) => {
   const n = o.satClients
   const w = Math.min(o.writers, n)
   const full = Math.min(2, n - w)
-  const peers = makePeers({ server, doc, n, writers: w, full, tracker, deflate: o.deflate })
+  // writers that apply nobody's updates: the generator's core must not be the limit
+  const peers = makePeers({ server, doc, n, writers: w, full, tracker, deflate: o.deflate, isolated: true })
   const writers = peers.slice(0, w)
   const res = { scenario: `saturation-${n}`, server: server.entry.name, clients: n, writers: w, p99_limit_ms: o.satP99Ms, steps: [] }
   if (!await connectOrFail(peers, res, server, o)) return res

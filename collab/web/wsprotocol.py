@@ -1,12 +1,15 @@
 """uvicorn's websockets-sansio protocol with two additions for the sync endpoint,
 announced in the scope as ``extensions[FRAMES]``:
 
-- ``write_now(payload) -> bool``: write one binary message to the socket at once, if it
-  takes data without waiting (its buffer is under the high-water mark) and no
+- ``write_now(payload) -> bool``: take one binary message for the socket at once, if
+  it takes data without waiting (its buffer is under the high-water mark) and no
   extension such as compression was negotiated; False otherwise, and the app falls
-  back to an awaited send. A broadcast to N peers then costs N buffered writes, with
-  no task switch and no ASGI message per peer, and the frame header is built once for
-  all N (they get the same bytes).
+  back to an awaited send. A broadcast to N peers then costs no task switch and no
+  ASGI message per peer, and the frame header is built once for all N (they get the
+  same bytes). A socket's first message in a pass of the event loop is written at
+  once; the ones after it in the same pass are held and written together at the end
+  of the pass: under load, when many updates arrive in one pass, a peer costs two
+  system calls for all of them, not one each.
 - one ASGI send may carry several binary messages (``message[FRAMES]``), written in
   one call: a peer that fell behind costs one write for its whole queue.
 
@@ -15,6 +18,7 @@ Under any other ASGI server the app sends one message at a time.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -56,7 +60,37 @@ def binary_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+class _Corked:
+    """The sockets written to during this pass of the event loop, and the one
+    callback that writes what they hold at the end of the pass."""
+
+    __slots__ = ("protocols",)
+
+    def __init__(self) -> None:
+        self.protocols: list[BatchingWebSocketProtocol] = []
+
+    def add(self, protocol: BatchingWebSocketProtocol) -> None:
+        if not self.protocols:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.protocols.append(protocol)
+
+    def flush(self) -> None:
+        protocols, self.protocols = self.protocols, []
+        for protocol in protocols:
+            protocol.flush()
+
+
+_corked = _Corked()
+
+
+_WROTE: list[bytes] = []  # a socket's ``out`` after its first write of a pass
+
+
 class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
+    # None: not written to in this pass; _WROTE: written to, holding nothing; else the
+    # frames held for the end of the pass.
+    out: list[bytes] | None = None
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:
@@ -73,10 +107,30 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        self.transport.write(_cache.frame_of(payload))
+        frame = _cache.frame_of(payload)
+        out = self.out
+        if out is None:
+            self.transport.write(frame)
+            self.out = _WROTE
+            _corked.add(self)
+        elif out is _WROTE:
+            self.out = [frame]
+        else:
+            out.append(frame)
         return True
 
+    def flush(self) -> None:
+        out = self.out
+        self.out = None
+        if out and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def shutdown(self) -> None:
+        self.flush()
+        super().shutdown()
+
     async def send(self, message: Any) -> None:
+        self.flush()  # what write_now took goes first
         frames: list[bytes] | None = message.get(FRAMES)
         if frames is None or message["type"] != "websocket.send":
             await super().send(message)
