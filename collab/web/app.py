@@ -13,7 +13,6 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -35,7 +34,7 @@ from .access import Access
 from .errors import ApiError, api_error, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint
 from .openapi import openapi
-from .ws import SyncEndpoint, SyncRoute
+from .ws import CollabApp, SyncEndpoint
 
 log = logging.getLogger("collab.app")
 
@@ -126,16 +125,14 @@ def create_app(settings: Settings) -> Starlette:
                 await fanout.close()
             await store.close()
 
-    app = Starlette(
+    app = CollabApp(
         routes=[
             *api.routes(),
             Route("/metrics", metrics_endpoint),
             Route("/openapi.json", openapi),
             *_pages(),
         ],
-        middleware=[
-            Middleware(SyncRoute, endpoint=SyncEndpoint(registry, settings, stats, access))
-        ],
+        sync=SyncEndpoint(registry, settings, stats, access),
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},
     )

@@ -8,9 +8,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import docid
@@ -134,6 +136,11 @@ class SyncEndpoint:
     async def _serve(self, conn: Connection, room: Room) -> None:
         grant, client = conn.grant, conn.client
         await conn.websocket.accept()
+        # The checks have read the handshake's headers; a socket that lives for hours
+        # need not keep them.
+        headers = conn.websocket.scope.get("headers")
+        if isinstance(headers, list):
+            headers.clear()
         reader = asyncio.current_task()
         assert reader is not None
         transport = AsgiTransport(conn.send, reader, conn.websocket.scope)
@@ -218,26 +225,27 @@ class SyncEndpoint:
                     peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
 
 
-class SyncRoute:
-    """ASGI middleware: a WebSocket on ``/ws/{doc_id}`` goes straight to the sync
-    endpoint, everything else on to ``app``.
+class CollabApp(Starlette):
+    """Starlette, but a WebSocket on ``/ws/{doc_id}`` goes straight to the sync
+    endpoint, before the middleware stack and the router.
 
-    A sync socket lives for hours; routed through Starlette's exception handling and
-    router it would keep their suspended frames, about 3 KB, alive for as long.
+    A sync socket lives for hours; routed through them it would keep their suspended
+    frames alive for as long.
     """
 
     PREFIX = "/ws/"
 
-    def __init__(self, app: ASGIApp, endpoint: SyncEndpoint) -> None:
-        self.app = app
-        self.endpoint = endpoint
+    def __init__(self, *args: Any, sync: SyncEndpoint, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sync = sync
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"].startswith(self.PREFIX):
+            scope["app"] = self
             scope["path_params"] = {"doc_id": scope["path"][len(self.PREFIX) :]}
-            await self.endpoint(scope, receive, send)
+            await self.sync(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
 
 
 # Metrics labels of refused upgrades, by HTTP status.

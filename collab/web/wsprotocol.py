@@ -14,19 +14,85 @@ announced in the scope as ``extensions[FRAMES]``:
   one call: a peer that fell behind costs one write for its whole queue.
 
 Under any other ASGI server the app sends one message at a time.
+
+A sync socket lives for hours, so the protocol is also leaner than uvicorn's: its
+receive queue and writable flag hold no deques (asyncio.Queue holds four, 3 KB), and
+the handshake's request and response are dropped once the socket is accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
 FRAMES = "collab.frames"
+
+T = TypeVar("T")
+
+
+class _Inbox(Generic[T]):
+    """What the protocol uses of asyncio.Queue, for one consumer, without deques:
+    reading pauses after each message, so it holds one or two."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> T:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _Flag:
+    """What the protocol uses of asyncio.Event, with its waiters made only when one
+    waits (a socket's buffer is full)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
 
 class _FrameCache:
@@ -91,8 +157,14 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
     # frames held for the end of the pass.
     out: list[bytes] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        event.headers.clear()  # the scope holds a copy; websockets' parser keeps the request
         if self.response.status_code == 101:
             extension: dict[object, object] = {}
             if not self.conn.extensions:
@@ -134,6 +206,9 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
         frames: list[bytes] | None = message.get(FRAMES)
         if frames is None or message["type"] != "websocket.send":
             await super().send(message)
+            if message["type"] == "websocket.accept":
+                # Only the handshake reads these; the app keeps what it needs.
+                self.request = self.response = None  # type: ignore[assignment]
             return
         await self.writable.wait()
         if self.disconnected:
