@@ -107,7 +107,7 @@ const o = {
   fullReceivers: Number(a['full-receivers'] || (q ? 5 : 10)),
   docs: Number(a.docs || (q ? 100 : 1000)),
   satClients: Number(a['sat-clients'] || (q ? 20 : 50)),
-  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 600, 800]),
+  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800]),
   satWarmup: q ? 0.5 : 1,
   satWindow: q ? 2 : 5,
   satP99Ms: 100,

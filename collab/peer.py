@@ -7,6 +7,7 @@ import enum
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .closecodes import REASONS, CloseCode
@@ -19,10 +20,10 @@ _ids = itertools.count(1)
 class Transport(Protocol):
     """What the core needs of a socket; the web layer adapts a real one."""
 
-    def write_now(self, frame: bytes) -> bool:
-        """Hand a message to the socket at once if it takes it without waiting (it is
-        written in this pass of the event loop); False if it cannot (then ``send`` is
-        awaited instead)."""
+    # Hand a message to the socket at once if it takes it without waiting (it is
+    # written in this pass of the event loop); False if it cannot (then ``send`` is
+    # awaited instead).
+    write_now: Callable[[bytes], bool]
 
     async def send(self, frame: bytes) -> None: ...
 
@@ -62,6 +63,7 @@ class Peer:
         "_queued_bytes",
         "_sending",
         "_transport",
+        "_write_now",
         "_writer",
         "bytes_sent",
         "can_write",
@@ -93,6 +95,7 @@ class Peer:
         self.frames_sent = 0
         self.bytes_sent = 0
         self._transport = transport
+        self._write_now = transport.write_now
         # A list the writer swaps out whole, rather than a deque: an idle peer's empty
         # list is 56 bytes, a deque's first block over 600. The counts include the
         # frames the writer has taken but not sent yet.
@@ -114,7 +117,7 @@ class Peer:
     def send(self, frame: bytes) -> None:
         if self.state is not PeerState.OPEN:
             return
-        if not self._queued and self._transport.write_now(frame):
+        if not self._queued and self._write_now(frame):
             self.frames_sent += 1
             self.bytes_sent += len(frame)
             return

@@ -89,6 +89,11 @@ async def test_a_pass_writes_its_first_message_at_once_and_the_rest_together() -
     ]
     assert write_now(b"four")  # a new pass: at once again
     assert socket.writes[-1] == binary_frame(b"four")
+    protocol = write_now.__self__  # type: ignore[attr-defined]
+    protocol.pause_writing()  # the socket's buffer is full
+    assert not write_now(b"held")
+    protocol.resume_writing()
+    assert write_now(b"again")
     socket.closing = True
     assert not write_now(b"five")  # a closing socket takes nothing
     done.set()

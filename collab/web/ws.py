@@ -35,19 +35,17 @@ log = logging.getLogger("collab.ws")
 
 
 class AsgiTransport:
-    __slots__ = ("_batches", "_reader", "_send", "_write_now", "aborted")
+    __slots__ = ("_batches", "_reader", "_send", "aborted", "write_now")
 
     def __init__(self, send: Send, reader: asyncio.Task[object], scope: Scope) -> None:
         self._send = send
         self._reader = reader
         frames = scope.get("extensions", {}).get(FRAMES)
         self._batches = frames is not None  # the server takes several messages in one send
-        self._write_now: Callable[[bytes], bool] | None = (frames or {}).get("write_now")
+        # The server's own, called by peers with no layer between: it runs per peer
+        # per message.
+        self.write_now: Callable[[bytes], bool] = (frames or {}).get("write_now", _never)
         self.aborted = False
-
-    def write_now(self, frame: bytes) -> bool:
-        write_now = self._write_now
-        return write_now is not None and write_now(frame)
 
     async def send(self, frame: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": frame})
@@ -65,6 +63,10 @@ class AsgiTransport:
     def abort(self) -> None:
         self.aborted = True
         self._reader.cancel()
+
+
+def _never(frame: bytes) -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,7 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
     # None: not written to in this pass; _WROTE: written to, holding nothing; else the
     # frames held for the end of the pass.
     out: list[bytes] | None = None
+    paused = False  # the transport's buffer is over its high-water mark
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -171,15 +172,25 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
                 extension["write_now"] = self.write_now
             self.scope["extensions"][FRAMES] = extension
 
+    def pause_writing(self) -> None:
+        self.paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        super().resume_writing()
+
     def write_now(self, payload: bytes) -> bool:
+        # Called per peer per message, after accept: kept to attribute reads.
         if (
-            not self.handshake_complete
+            self.paused
+            or not self.handshake_complete
             or self.close_sent
-            or not self.writable.is_set()
             or self.transport.is_closing()
         ):
             return False
-        frame = _cache.frame_of(payload)
+        cache = _cache
+        frame = cache.frame if payload is cache.payload else cache.frame_of(payload)
         out = self.out
         if out is None:
             self.transport.write(frame)
