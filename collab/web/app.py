@@ -4,6 +4,7 @@ them for the life of the application."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -105,6 +106,11 @@ def create_app(settings: Settings) -> Starlette:
                 "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may read "
                 "and change every document"
             )
+        # What exists now lives as long as the process: out of the collector's way, a
+        # full collection scans only what the rooms and peers made (a 60-80 ms pause
+        # every few seconds under load before).
+        gc.collect()
+        gc.freeze()
         persistence.start()
         registry.start()
         if fanout is not None:
