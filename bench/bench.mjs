@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // collab benchmark harness. Entry point: `bash bench/run [flags]` (see --help).
 //
-// Starts each server under test pinned to CPU 0 (the cluster scenario: nothing
-// pinned, see lib/cluster.mjs), runs the load generator in
+// Starts each server under test pinned to CPU 0 (the cluster scenario: see
+// lib/cluster.mjs), runs the load generator in
 // this process pinned to CPU 1, prints a table and writes
 // bench/results/<stamp>.{json,md} (and latest.{json,md}).
 
@@ -16,6 +16,7 @@ import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from '.
 import { renderTable, renderStorage, storageSummary, renderCluster, headline, LEGEND } from './lib/report.mjs'
 import { cluster, clusterSummary } from './lib/cluster.mjs'
 import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './lib/infra.mjs'
+import { cpuCapAvailable } from './lib/cpucap.mjs'
 
 const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes', 'cluster']
 
@@ -45,11 +46,15 @@ const HELP = `usage: bash bench/run [options]
   --cluster-clients N clients per document in 'cluster' (default 4)
   --cluster-writers N writers per document in 'cluster' (default 1)
   --cluster-rates LIST  edits/s per writer in 'cluster', tried in order
-                      (default 10,20,30,40,50,60,80,100,130,160)
+                      (default 10,20,30,40,50,60,80,100,120,150,180,220)
   --cluster-processes LIST  collab processes per variant (default 1,2; >1 uses Redis)
   --cluster-placement LIST  with >1 process, where a document's clients go: spread
                       (alternating), by-doc (all on one, as a URL-hashing balancer)
                       (default spread,by-doc)
+  --cluster-cpu LIST  cap (each server process held to --cluster-share of a core,
+                      servers on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}), shared (nothing
+                      capped or pinned) (default cap,shared)
+  --cluster-share F   the capped mode's budget per process, of one core (default 0.4)
   --deflate           clients offer permessage-deflate (default off)
   --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
   --quick             smoke run: small sizes, short windows
@@ -75,6 +80,8 @@ const { values: a } = parseArgs({
     'cluster-rates': { type: 'string' },
     'cluster-processes': { type: 'string' },
     'cluster-placement': { type: 'string' },
+    'cluster-cpu': { type: 'string' },
+    'cluster-share': { type: 'string' },
     writers: { type: 'string' },
     rate: { type: 'string' },
     warmup: { type: 'string' },
@@ -125,9 +132,11 @@ const o = {
   clusterDocs: Number(a['cluster-docs'] || (q ? 20 : 100)),
   clusterClients: Number(a['cluster-clients'] || 4),
   clusterWriters: Number(a['cluster-writers'] || 1),
-  clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [20, 40, 60, 80, 100, 120, 150, 180, 220]),
+  clusterRates: a['cluster-rates'] ? nums(a['cluster-rates']) : (q ? [20, 60, 120] : [10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 180, 220]),
   clusterProcesses: a['cluster-processes'] ? nums(a['cluster-processes']) : [1, 2],
   clusterPlacements: a['cluster-placement'] ? a['cluster-placement'].split(',').map(x => x.trim()).filter(Boolean) : ['spread', 'by-doc'],
+  clusterCpu: a['cluster-cpu'] ? list(a['cluster-cpu']) : ['cap', 'shared'],
+  clusterShare: Number(a['cluster-share'] || 0.4),
   clusterMaxS: q ? 25 : 150,
   coldTimeoutMs: 120000,
   coldOpenTimeoutMs: 20000,
@@ -138,10 +147,13 @@ const o = {
 }
 const scenarios = a.scenarios ? list(a.scenarios) : ALL_SCENARIOS
 for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unknown scenario ${s}`); process.exit(2) }
+for (const c of o.clusterCpu) if (!['cap', 'shared'].includes(c)) { console.error(`unknown --cluster-cpu ${c}`); process.exit(2) }
+if (!(o.clusterShare > 0 && o.clusterShare <= 1)) { console.error('--cluster-share must be in (0, 1]'); process.exit(2) }
 
 // --- pinning: decide before pinning ourselves (nproc honours affinity)
 const cpus = nproc()
 const pin = !a['no-pin'] && canPin()
+o.clusterPin = pin
 // our CPU list before pinning: the cluster scenario unpins the generator again
 const ownCpus = (sh0 => (/:\s*([\d,-]+)\s*$/.exec(sh0) || [])[1] || null)((spawnSync('taskset', ['-c', '-p', String(process.pid)], { encoding: 'utf8' }).stdout || '').trim())
 if (pin) spawnSync('taskset', ['-a', '-p', '-c', CPU_PIN.generator, String(process.pid)], { stdio: 'ignore' })
@@ -161,6 +173,11 @@ for (const name of wanted) {
   } else servers.push(e)
 }
 if (servers.length === 0) { console.error('no server to benchmark'); process.exit(1) }
+
+// the cluster scenario's CPU modes, in words
+function clusterCpuText () {
+  return o.clusterCpu.map(c => c === 'cap' ? `capped (${o.clusterShare} of a core per server process${pin ? `, servers on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : ''}; PostgreSQL and Redis unpinned)` : 'shared (nothing capped or pinned)').join(', then ')
+}
 
 // --- machine info
 const sh = (cmd, args) => { try { return (spawnSync(cmd, args, { encoding: 'utf8', timeout: 10000 }).stdout || '').trim() } catch (e) { return '' } }
@@ -182,7 +199,7 @@ const machine = {
 }
 console.log(`# collab bench  ${machine.date}`)
 console.log(`  ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.kernel}, node ${machine.node}, ${machine.python}`)
-console.log(`  pinning: ${pin ? `server on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? '; cluster: none (every process unpinned)' : ''}`)
+console.log(`  pinning: ${pin ? `server on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster: ${clusterCpuText()}` : ''}`)
 for (const [k, v] of Object.entries(machine.servers)) console.log(`  ${k}: ${v}`)
 console.log(`  options: ${JSON.stringify(o)}`)
 
@@ -266,7 +283,8 @@ const storeOpen = () => {
   console.log(`${bits.join('; ')} raw_apply_ms=${common.raw_apply_snapshot.median_ms}  (${elapsed}s)`)
 }
 
-// 'cluster': 1 vs 2 collab processes (+ Redis) on PostgreSQL, unpinned
+// 'cluster': 1 vs 2 collab processes (+ Redis) on PostgreSQL, each capped, then
+// sharing the machine
 const runCluster = async () => {
   const why = clusterAvailable()
   if (why) {
@@ -274,18 +292,28 @@ const runCluster = async () => {
     results.push({ scenario: 'cluster', server: 'collab', error: `not run: ${why}` })
     return
   }
-  console.log(`- collab / cluster: ${o.clusterDocs} docs × ${o.clusterClients} clients (${o.clusterWriters} writers each), processes ${o.clusterProcesses.join(' vs ')}, PostgreSQL with ${Object.entries(PG_SETTINGS).filter(([k]) => k !== 'max_connections').map(([k, v]) => `${k}=${v}`).join(' ')}, no pinning`)
-  if (pin && ownCpus) spawnSync('taskset', ['-a', '-p', '-c', ownCpus, String(process.pid)], { stdio: 'ignore' })
+  const noCap = o.clusterCpu.includes('cap') ? cpuCapAvailable() : null
+  if (noCap) {
+    console.log(`- collab / cluster, capped: ${noCap}; skipped`)
+    results.push({ scenario: 'cluster-capped', server: 'collab', error: `not run: ${noCap}` })
+    o.clusterCpu = o.clusterCpu.filter(c => c !== 'cap')
+    if (!o.clusterCpu.length) return
+  }
+  console.log(`- collab / cluster: ${o.clusterDocs} docs × ${o.clusterClients} clients (${o.clusterWriters} writers each), processes ${o.clusterProcesses.join(' vs ')}, PostgreSQL with ${Object.entries(PG_SETTINGS).filter(([k]) => k !== 'max_connections').map(([k, v]) => `${k}=${v}`).join(' ')}; ${clusterCpuText()}`)
+  // PostgreSQL and Redis start unpinned; the capped variants pin the generator
+  const affinity = (cpus) => { if (pin && cpus) spawnSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' }) }
+  affinity(ownCpus)
   try {
     await cluster(o, {
       tmpdir: fs.mkdtempSync(path.join(tmpRoot, 'cluster-')),
       track: (stop) => stoppers.add(stop),
+      pinGenerator: (on) => affinity(on ? CPU_PIN.generator : ownCpus),
       onResult: (r) => {
         const bits = [`max_delivered_per_s=${r.max_delivered_per_s}`, `p50_ms=${r.p50_ms}`, `p99_ms=${r.p99_ms}`]
         if (r.processes > 1 && r.placement !== 'by-doc') bits.push(`same/cross p99_ms=${r.same_process_p99_ms}/${r.cross_process_p99_ms}`)
         bits.push(`converged=${r.converged}`)
         if (r.error) bits.push(`error=${String(r.error).split('\n')[0]}`)
-        console.log(`  - ${r.processes} process(es)${r.processes > 1 ? `, ${r.placement}` : ''}: ${bits.join(' ')} (stopped ${r.stopped})  (${r.elapsed_s}s)`)
+        console.log(`  - ${r.cpu === 'cap' ? 'capped' : 'shared'}, ${r.processes} process(es)${r.processes > 1 ? `, ${r.placement}` : ''}: ${bits.join(' ')} (stopped ${r.stopped})  (${r.elapsed_s}s)`)
         if (r.errors && r.errors.length) console.log(`    errors: ${r.errors.join(' | ')}`)
         if (r.server_log_errors) console.log(`    server log: ${r.server_log_errors.slice(0, 5).join(' | ')}`)
         results.push(r)
@@ -364,7 +392,7 @@ if (!a['no-save']) {
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
     Object.entries(machine.servers).map(([k, v]) => `- ${k}: ${v}\n`).join('') +
-    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? '; cluster scenario: none (servers, Redis, PostgreSQL and generator unpinned)' : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
+    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
     (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
     table + '\n\n' + (storage ? storage + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + LEGEND

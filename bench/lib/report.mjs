@@ -33,7 +33,8 @@ const other = (r) => {
   if (f === 'cluster') {
     if (!r.processes) return ''
     const split = r.processes > 1 && r.same_process_p99_ms !== undefined ? `; p99 same/cross process ${r.same_process_p99_ms}/${r.cross_process_p99_ms} ms` : ''
-    return `${r.processes} process${r.processes > 1 ? `es + Redis, clients ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; unpinned; stopped ${r.stopped}${noisy}`
+    const cpu = r.cpu === 'cap' ? `each process capped at ${r.cpu_share} of a core${r.throttled_pct_each ? ` (throttled ${r.throttled_pct_each.join('/')} % of the time)` : ''}` : 'sharing the machine, unpinned'
+    return `${r.processes} process${r.processes > 1 ? `es + Redis, clients ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; ${cpu}; stopped ${r.stopped}${noisy}`
   }
   if (f === 'writes') return `${r.edits_per_s} edits/s for ${r.window_s} s → ${r.rows_per_s} rows/s in ${r.transactions_per_s} transactions/s (${r.rows_per_transaction} rows each)`
   return ''
@@ -91,25 +92,42 @@ export const renderStorage = (results) => {
   return out.length ? '## Storage\n\n' + out.join('\n') : ''
 }
 
-// Scale-out: 1 vs 2 collab processes, the same load.
+// Scale-out: 1 vs 2 collab processes, the same load, per CPU mode.
 export const renderCluster = (results) => {
   const c = clusterSummary(results)
   if (!c) return ''
-  const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
   const out = ['## Scale-out: 1 vs 2 collab processes (cluster)\n']
-  out.push('Same load on each: documents × clients, rising edits/s per writer. With 2 processes, *spread*: each document\'s clients alternate between them (updates cross through Redis), as behind a load balancer without affinity; *by document*: each document\'s clients on one process, as behind one hashing the URL (a room no other process has open publishes nothing). PostgreSQL (fsync off) for all; no CPU pinning.\n')
+  out.push('Same load on each: documents × clients, rising edits/s per writer. With 2 processes, *spread*: each document\'s clients alternate between them, its writer on process d mod 2 (updates cross through Redis), as behind a load balancer without affinity; *by document*: each document\'s clients on one process, as behind one hashing the URL (a room no other process has open publishes nothing). PostgreSQL (fsync off) for all.\n')
+  if (c.capped) {
+    out.push(`### Each process capped at ${c.capped.cpu_share} of a core (servers on one CPU, generator on the other)\n`)
+    out.push('Every server process gets the same budget (a cgroup CPU quota), as replicas of a fixed size do: a second process is a second budget. PostgreSQL and Redis are not capped.\n')
+    out.push(renderMode(c.capped, results))
+  }
+  if (c.shared) {
+    out.push(`\n### Sharing the machine: nothing capped or pinned\n`)
+    out.push('The servers, Redis, PostgreSQL and the generator share the cores. On a machine where one process and the generator already fill them, a second process has no CPU to add.\n')
+    out.push(renderMode(c.shared, results))
+  }
+  return out.join('\n')
+}
+
+const renderMode = (m, results) => {
+  const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
+  const out = []
   const label = (r) => r.processes > 1 ? `${r.processes}, ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : String(r.processes)
   const split = (r, k) => r.processes > 1 && r.placement !== 'by-doc' ? `${fmt(results.find(x => x.scenario === r.scenario)[`${k}_p50_ms`])}/${fmt(r[`${k}_p99_ms`])}` : '–'
   out.push(table(['processes', 'max delivered upd/s (p99 ≤ 100 ms)', 'edits/s', 'edits/s per writer', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'stopped', 'converged'],
-    c.runs.map(r => r.error ? [label(r), `ERROR: ${String(r.error).slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', r.converged] : [label(r), r.max_delivered_per_s, r.max_edits_per_s, r.max_rate_per_writer, r.p50_ms, r.p99_ms, split(r, 'same_process'), split(r, 'cross_process'), r.stopped, r.converged])))
-  if (c.common_rate_per_writer !== null) {
-    const { one_process: one, two_processes: two, two_processes_by_doc: twoByDoc } = c.at_common_rate
-    out.push(`\n### At a common rate: ${c.common_rate_per_writer} edits/s per writer (${c.common_rate_sustained_by_both ? 'the highest both sustained' : 'the lowest step: not sustained by both'})\n`)
-    out.push(table(['processes', 'edits/s', 'delivered upd/s', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'srv CPU % (sum)', 'srv CPU µs/upd', 'all CPU µs/upd', 'gen CPU %', 'other load %'],
-      [['1', one], ['2, spread', two], ['2, by document', twoByDoc]].filter(([, x]) => x).map(([n, x]) => [n, x.edits_per_s, x.delivered_per_s, x.p50_ms, x.p99_ms, n === '2, spread' ? `${fmt(x.same_process_p50_ms)}/${fmt(x.same_process_p99_ms)}` : '–', n === '2, spread' ? `${fmt(x.cross_process_p50_ms)}/${fmt(x.cross_process_p99_ms)}` : '–', x.server_cpu_pct, x.server_cpu_us_per_delivery, x.all_cpu_us_per_delivery, x.gen_cpu_pct, `${x.other_load_pct}${x.other_load_pct > 20 ? ' ⚠' : ''}`])))
+    m.runs.map(r => r.error ? [label(r), `ERROR: ${String(r.error).slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', r.converged] : [label(r), r.max_delivered_per_s, r.max_edits_per_s, r.max_rate_per_writer, r.p50_ms, r.p99_ms, split(r, 'same_process'), split(r, 'cross_process'), r.stopped, r.converged])))
+  if (m.common_rate_per_writer !== null) {
+    const { one_process: one, two_processes: two, two_processes_by_doc: twoByDoc } = m.at_common_rate
+    const each = (x) => x.server_cpu_pct_each ? `${x.server_cpu_pct} (${x.server_cpu_pct_each.join(' + ')})` : x.server_cpu_pct
+    out.push(`\n#### At a common rate: ${m.common_rate_per_writer} edits/s per writer (${m.common_rate_sustained_by_both ? 'the highest all sustained' : 'the lowest step: not sustained by all'})\n`)
+    out.push(table(['processes', 'edits/s', 'delivered upd/s', 'p50 ms', 'p99 ms', 'same-process p50/p99 ms', 'cross-process p50/p99 ms', 'srv CPU % (sum)', ...(m.cpu === 'cap' ? ['throttled % of time'] : []), 'srv CPU µs/upd', 'all CPU µs/upd', 'gen CPU %', 'other load %'],
+      [['1', one], ['2, spread', two], ['2, by document', twoByDoc]].filter(([, x]) => x).map(([n, x]) => [n, x.edits_per_s, x.delivered_per_s, x.p50_ms, x.p99_ms, n === '2, spread' ? `${fmt(x.same_process_p50_ms)}/${fmt(x.same_process_p99_ms)}` : '–', n === '2, spread' ? `${fmt(x.cross_process_p50_ms)}/${fmt(x.cross_process_p99_ms)}` : '–', each(x), ...(m.cpu === 'cap' ? [x.throttled_pct_each ? x.throttled_pct_each.join(' / ') : '–'] : []), x.server_cpu_us_per_delivery, x.all_cpu_us_per_delivery, x.gen_cpu_pct, `${x.other_load_pct}${x.other_load_pct > 20 ? ' ⚠' : ''}`])))
   }
-  if (c.throughput_two_over_one !== null) out.push(`\n**2 processes (spread) / 1 process, max delivered upd/s: ${c.throughput_two_over_one}×** (goal of issue #9: > 1)`)
-  if (c.throughput_two_by_doc_over_one !== null) out.push(`\n**2 processes (by document) / 1 process, max delivered upd/s: ${c.throughput_two_by_doc_over_one}×**`)
+  const goal = m.cpu === 'cap' ? ' (goal of issue #9: > 1)' : ''
+  if (m.throughput_two_over_one !== null) out.push(`\n**2 processes (spread) / 1 process, max delivered upd/s: ${m.throughput_two_over_one}×**${goal}`)
+  if (m.throughput_two_by_doc_over_one !== null) out.push(`\n**2 processes (by document) / 1 process, max delivered upd/s: ${m.throughput_two_by_doc_over_one}×**${goal}`)
   return out.join('\n')
 }
 
@@ -146,6 +164,6 @@ export const LEGEND = `## Columns
 - **collab-nopersist**: collab with \`COLLAB_FLUSH_INTERVAL=3600 COLLAB_SNAPSHOT_INTERVAL=3600 COLLAB_SNAPSHOT_THRESHOLD=100000000\` (nothing written during the window), run right after collab's run of the same size; the Storage section gives the on/off ratios (throughput: on/off ≥ 0.9 is the goal).
 - **storeopen-DB**: \`bench/storage_bench.py\`: a snapshot (a Y.Text built from many random-position edits, written by \`SqlStore.append\` + \`compact\`) plus log rows (real incremental updates of the same document, appended 10 at a time) in a fresh migrated database; **open ms** = \`Persistence(store).load(doc_id)\`, **DB read** = \`store.load\`, **build** = \`state.build_doc\`, **raw apply** = one pycrdt \`apply_update\` of the snapshot alone; medians.
 - **writes-R**: one client doing R edits/s against \`collab serve\` (SQLite, default 100 ms flush, compaction off); rows in \`updates\` afterwards per second, and distinct \`created_at\` values (one per flush transaction) per second.
-- **cluster-Np**: N \`collab serve\` processes (N > 1: with \`COLLAB_REDIS_URL\`, a throwaway redis-server) on one throwaway PostgreSQL (fsync, synchronous_commit and full_page_writes off), nothing pinned; documents × clients, the clients of a document alternating between the processes (\`-bydoc\`: all on one process, chosen by document); edits/s per writer rising until p99 > 100 ms or deliveries fall behind. **delivered upd/s**, p50/p99 and CPU are those of the highest step that passed; **srv CPU** sums the processes; same-/cross-process latency splits the samples by whether the receiving client is on the writer's process. **all CPU µs/upd**: servers + Redis + PostgreSQL + generator CPU per delivered update (on 2 cores, 2 × 10⁶ / this bounds the throughput). The Scale-out section compares the variants.
+- **cluster-Np**: N \`collab serve\` processes (N > 1: with \`COLLAB_REDIS_URL\`, a throwaway redis-server) on one throwaway PostgreSQL (fsync, synchronous_commit and full_page_writes off), each process held to a fixed share of one core by a cgroup CPU quota, servers on CPU 0 and generator on CPU 1 (\`cluster-shared-Np\`: nothing capped or pinned); documents × clients, the clients of a document alternating between the processes, its writer on process d mod N (\`-bydoc\`: all on one process, chosen by document); **throttled**: share of the window a capped process spent out of budget; edits/s per writer rising until p99 > 100 ms or deliveries fall behind. **delivered upd/s**, p50/p99 and CPU are those of the highest step that passed; **srv CPU** sums the processes; same-/cross-process latency splits the samples by whether the receiving client is on the writer's process. **all CPU µs/upd**: servers + Redis + PostgreSQL + generator CPU per delivered update (on 2 cores, 2 × 10⁶ / this bounds the throughput). The Scale-out section compares the variants.
 - **vs collab**: the scenario's headline metric (fan-out: CPU µs/upd; manydocs: RSS per connection; saturation: max edits/s; cold load: cold open time) of that server divided by collab's.
 `

@@ -77,8 +77,9 @@ export const drain = async (peers, writers, timeoutMs) => {
 // One measured load window over connected peers. Returns the metrics.
 // `servers` (default [server]): every server process whose CPU and RSS count as
 // the server's; `auxPids`: { name: pid } of other services (Redis, PostgreSQL)
-// whose CPU is reported separately; `receiversPerEdit` (default: every other peer).
-export const measureWindow = async ({ server, servers = [server], auxPids = {}, receiversPerEdit, peers, writers, tracker, rate, warmupS, windowS, str, drainTimeoutMs }) => {
+// whose CPU is reported separately; `receiversPerEdit` (default: every other peer);
+// `caps`: the servers' CPU budgets (cpucap.mjs), whose throttling is reported.
+export const measureWindow = async ({ server, servers = [server], caps = [], auxPids = {}, receiversPerEdit, peers, writers, tracker, rate, warmupS, windowS, str, drainTimeoutMs }) => {
   const now0 = performance.now()
   const windowStart = now0 + warmupS * 1000
   const windowEnd = windowStart + windowS * 1000
@@ -96,6 +97,7 @@ export const measureWindow = async ({ server, servers = [server], auxPids = {}, 
   await sleep(Math.max(0, windowStart - performance.now()))
   const cpu0 = cpuAll()
   const aux0 = cpuAux()
+  const thr0 = caps.map(c => c.stats())
   const sys0 = cpuTimes()
   const gen0 = process.cpuUsage()
   const eld = monitorEventLoopDelay({ resolution: 5 })
@@ -105,6 +107,7 @@ export const measureWindow = async ({ server, servers = [server], auxPids = {}, 
   const tB = performance.now()
   const cpu1 = cpuAll()
   const aux1 = cpuAux()
+  const thr1 = caps.map(c => c.stats())
   const sys1 = cpuTimes()
   const gen1 = process.cpuUsage(gen0)
   eld.disable()
@@ -141,6 +144,8 @@ export const measureWindow = async ({ server, servers = [server], auxPids = {}, 
     })
   }
   if (servers.length > 1) split.server_cpu_pct_each = serverCpuUsEach.map(c => round(c / (wall * 1e6) * 100, 1))
+  // share of the window each capped server spent throttled (out of budget)
+  if (caps.length) split.throttled_pct_each = thr1.map((t, i) => t && thr0[i] ? round((t.throttled_ms - thr0[i].throttled_ms) / (wall * 1e3) * 100, 1) : null)
   if (Object.keys(auxPct).length) {
     split.aux_cpu_pct = auxPct
     // CPU per delivered update of the generator, and of everything (servers + services + generator)

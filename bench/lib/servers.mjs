@@ -226,13 +226,14 @@ export const nproc = () => { try { return parseInt(spawnSync('nproc', { encoding
 export const canPin = () => nproc() >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
 
 // Start a server; returns a handle { pid, port, url(doc), stop(), log() }.
-export const startServer = async (entry, ctx, { pin = true, readyTimeoutMs = 60000 } = {}) => {
+// `cap`: a CPU budget from cpucap.mjs, entered before the server starts.
+export const startServer = async (entry, ctx, { pin = true, cap = null, readyTimeoutMs = 60000 } = {}) => {
   ctx.port = ctx.port || await freePort()
   fs.mkdirSync(ctx.tmpdir, { recursive: true })
   entry.prepare(ctx)
   const c = entry.command(ctx)
-  const cmd = pin ? 'taskset' : c.cmd
-  const args = pin ? ['-c', CPU_PIN.server, c.cmd, ...c.args] : c.args
+  const pinned = pin ? { cmd: 'taskset', args: ['-c', CPU_PIN.server, c.cmd, ...c.args] } : c
+  const { cmd, args } = cap ? cap.wrap(pinned.cmd, pinned.args) : pinned
   const logPath = path.join(ctx.tmpdir, `${entry.name}.log`)
   const logFd = fs.openSync(logPath, 'a')
   const child = spawn(cmd, args, { env: c.env, cwd: c.cwd, stdio: ['ignore', logFd, logFd] })
