@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, select, text, update
@@ -51,6 +52,21 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        # SQLite has one writer at a time, and its connections wait for one another
+        # by sleeping and retrying, up to 100 ms a time: opening many new rooms at
+        # once spent most of its time asleep. Write transactions queue on this lock
+        # instead (SQLite serves one process only). PostgreSQL locks rows: no queue.
+        self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that may write."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -60,7 +76,7 @@ class SqlStore:
             await conn.execute(text("SELECT 1"))
 
     async def load(self, doc_id: str) -> StoredState:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
             ).first()
@@ -87,7 +103,7 @@ class SqlStore:
         if not batch:
             raise ValueError("nothing to append")
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             # Updating the document row first takes its lock, which orders this
             # append with any compaction of the same document.
             rows = await conn.scalar(
@@ -126,7 +142,7 @@ class SqlStore:
         return len(batch)
 
     async def compact(self, doc_id: str) -> int:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             locked = await conn.scalar(
                 update(documents)
                 .where(documents.c.id == doc_id)
@@ -204,7 +220,7 @@ class SqlStore:
 
     async def create_document(self, doc_id: str) -> DocumentInfo:
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
             ).first()
@@ -227,7 +243,7 @@ class SqlStore:
 
     async def delete_document(self, doc_id: str) -> None:
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             tombstoned = await conn.scalar(
                 update(documents)
                 .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
@@ -251,7 +267,7 @@ class SqlStore:
             kind=kind,
             size_bytes=len(state),
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 insert(versions).values(
                     id=info.id,

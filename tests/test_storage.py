@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pycrdt import Doc, Map, Text
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from collab import state
 from collab.closecodes import CloseCode
@@ -276,6 +276,42 @@ async def test_a_flush_writes_every_room_a_few_at_a_time(sqlite_url: str) -> Non
             stored = await store.load(f"many-{i}")
             loaded = state.build_doc(stored.snapshot, stored.updates)
             assert str(loaded.get("text", type=Text)) == f"room {i}"
+    finally:
+        await store.close()
+
+
+async def test_sqlite_write_transactions_queue_rather_than_sleep(sqlite_url: str) -> None:
+    # SQLite's connections wait for one another's write lock in its busy handler,
+    # asleep for up to 100 ms a time; the store queues its own writes instead.
+    engine = create_engine(sqlite_url)
+    store = SqlStore(engine)
+    open_now = most = 0
+
+    def began(_conn: Any) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+
+    def ended(_conn: Any) -> None:
+        nonlocal open_now
+        open_now -= 1
+
+    event.listen(engine.sync_engine, "begin", began)
+    event.listen(engine.sync_engine, "commit", ended)
+    event.listen(engine.sync_engine, "rollback", ended)
+    source: Doc[Any] = Doc()
+    source.get("text", type=Text).insert(0, "first words")
+    edit = source.get_update()
+
+    async def open_and_write(doc_id: str) -> None:
+        await store.load(doc_id)
+        await store.append(doc_id, [edit])
+
+    try:
+        await asyncio.gather(*(open_and_write(f"new-{i}") for i in range(30)))
+        assert most == 1
+        for i in range(30):
+            assert (await store.load(f"new-{i}")).updates == [edit]
     finally:
         await store.close()
 
