@@ -85,6 +85,15 @@ class SqlStore:
                 return StoredState(None, [])
             if row.deleted_at is not None:
                 raise DocumentDeleted(doc_id)
+            # The log before the snapshot: each is its own statement, and a
+            # compaction (by another process) committed between the two then only
+            # moves rows already read into the snapshot. Read the other way round,
+            # the rows it compacted would be in neither.
+            log = list(
+                await conn.scalars(
+                    select(updates.c.data).where(updates.c.doc_id == doc_id).order_by(updates.c.seq)
+                )
+            )
             stored = (
                 await conn.execute(
                     select(snapshots.c.data, snapshots.c.state_vector).where(
@@ -92,12 +101,9 @@ class SqlStore:
                     )
                 )
             ).first()
-            log = await conn.scalars(
-                select(updates.c.data).where(updates.c.doc_id == doc_id).order_by(updates.c.seq)
-            )
             if stored is None:
-                return StoredState(None, list(log))
-            return StoredState(stored.data, list(log), stored.state_vector)
+                return StoredState(None, log)
+            return StoredState(stored.data, log, stored.state_vector)
 
     async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
         if not batch:

@@ -8,14 +8,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from pycrdt import Doc, Map, Text
 from sqlalchemy import event, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab import state
 from collab.closecodes import CloseCode
 from collab.persistence import FLUSH_CONCURRENCY, Persistence
 from collab.room import Room
-from collab.schema import updates
+from collab.schema import snapshots, updates
 from collab.sqlstore import SqlStore, create_engine
 
 from .conftest import ServerFactory
@@ -124,6 +126,55 @@ async def test_concurrent_compactions_and_appends_lose_nothing(database_url: str
         assert str(loaded.get("text", type=Text)) == str(text)
     finally:
         for store in stores:
+            await store.close()
+
+
+async def test_a_load_racing_a_compaction_elsewhere_misses_nothing(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two stores stand for two server processes; the second compacts the document
+    # between the first one's reads of the log and of the snapshot.
+    reader, compactor = (SqlStore(create_engine(database_url)) for _ in range(2))
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    edits: list[bytes] = []
+    source.observe(lambda event: edits.append(event.update))
+    try:
+        await reader.load("raced")
+        for i in range(10):
+            text.insert(len(text), f"<{i}>")
+            await compactor.append("raced", [edits[-1]])
+            if i == 4:
+                await compactor.compact("raced")
+        armed = True
+        execute, scalars = AsyncConnection.execute, AsyncConnection.scalars
+
+        async def between(statement: Any) -> None:
+            nonlocal armed
+            froms = statement.get_final_froms() if hasattr(statement, "get_final_froms") else []
+            if armed and (updates in froms or snapshots in froms):
+                armed = False
+                await compactor.compact("raced")
+
+        async def hooked_execute(self: AsyncConnection, statement: Any, *a: Any, **k: Any) -> Any:
+            result = await execute(self, statement, *a, **k)
+            await between(statement)
+            return result
+
+        async def hooked_scalars(self: AsyncConnection, statement: Any, *a: Any, **k: Any) -> Any:
+            result = await scalars(self, statement, *a, **k)
+            await between(statement)
+            return result
+
+        monkeypatch.setattr(AsyncConnection, "execute", hooked_execute)
+        monkeypatch.setattr(AsyncConnection, "scalars", hooked_scalars)
+        stored = await reader.load("raced")
+        monkeypatch.undo()
+        assert not armed
+        loaded = state.build_doc(stored.snapshot, stored.updates)
+        assert str(loaded.get("text", type=Text)) == str(text)
+    finally:
+        for store in (reader, compactor):
             await store.close()
 
 
