@@ -136,6 +136,7 @@ const runVariant = async (n, placement, cpu, o, { pg, tmpdir, track, pinGenerato
       const h = await startServer(clusterEntry, ctx, { pin: capped && o.clusterPin, cap })
       handles.push(h)
       track(() => h.stop())
+      if (cap) track(() => cap.remove()) // after the stop: also on Ctrl-C
     }
     if (capped && o.clusterPin) pinGenerator(true)
     // peers: document d's client i talks to process (d + i) % n (spread) or d % n (by-doc)
