@@ -11,13 +11,15 @@ from .support import eventually
 
 
 class FakeTransport:
-    def __init__(self) -> None:
+    def __init__(self, *, blocked: bool = False) -> None:
+        """`blocked`: the socket starts out taking no data (see `gate`)."""
         self.sent: list[bytes] = []
         self.batches: list[int] = []  # sizes of the multi-frame sends
         self.closed: tuple[int, str] | None = None
         self.aborted = False
         self.gate = asyncio.Event()  # cleared: the socket takes no more data
-        self.gate.set()
+        if not blocked:
+            self.gate.set()
 
     def write_now(self, frame: bytes) -> bool:
         if not self.gate.is_set():
@@ -53,8 +55,7 @@ async def test_frames_are_written_in_order() -> None:
 
 
 async def test_overflow_closes_with_1013_instead_of_dropping() -> None:
-    transport = FakeTransport()
-    transport.gate.clear()  # the socket stopped taking data
+    transport = FakeTransport(blocked=True)  # the socket stopped taking data
     peer = Peer(transport, max_messages=10)
     peer.send(b"first")
     await asyncio.sleep(0)  # the writer is now stuck sending it
@@ -70,8 +71,7 @@ async def test_overflow_closes_with_1013_instead_of_dropping() -> None:
 
 
 async def test_byte_bound() -> None:
-    transport = FakeTransport()
-    transport.gate.clear()
+    transport = FakeTransport(blocked=True)
     peer = Peer(transport, max_bytes=8192)
     peer.send(b"a" * 3000)
     peer.send(b"b" * 3000)
@@ -83,8 +83,7 @@ async def test_byte_bound() -> None:
 
 
 async def test_queued_counts_taken_frames_until_they_are_written() -> None:
-    transport = FakeTransport()
-    transport.gate.clear()
+    transport = FakeTransport(blocked=True)
     peer = Peer(transport)
     peer.send(b"a")
     peer.send(b"b")
@@ -100,8 +99,7 @@ async def test_queued_counts_taken_frames_until_they_are_written() -> None:
 
 
 async def test_frames_queued_while_a_write_is_pending_go_out_in_one_send() -> None:
-    transport = FakeTransport()
-    transport.gate.clear()
+    transport = FakeTransport(blocked=True)
     peer = Peer(transport)
     peer.send(b"first")
     await asyncio.sleep(0)  # the writer takes it and waits on the socket
@@ -128,8 +126,7 @@ async def test_frames_go_straight_out_with_no_writer_task() -> None:
 
 
 async def test_a_backlog_keeps_order_then_frames_go_straight_out_again() -> None:
-    transport = FakeTransport()
-    transport.gate.clear()
+    transport = FakeTransport(blocked=True)
     peer = Peer(transport)
     peer.send(b"a")
     peer.send(b"b")
