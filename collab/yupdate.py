@@ -1,0 +1,319 @@
+"""A strict structural check of Yjs v1 updates, before yrs or any Yjs client sees them.
+
+yrs trusts its input: deep nesting overflows its stack and takes the process down, some
+malformed updates panic or are applied half-way, and bytes that yrs accepts can still
+stop every JS client from opening the document. ``check`` walks an update the way
+yjs's decoder does, without recursion, and refuses anything that both decoders would
+not read the same way: truncation, trailing bytes, unknown tags, invalid UTF-8 or JSON,
+empty structs, a client listed twice, clocks past what yrs can count, nesting past
+``max_depth``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .protocol import ProtocolError
+
+# yrs counts clocks in 32 bits; stay well below, so that later edits cannot overflow.
+MAX_CLOCK = 2**31
+# The largest integer a JS client reads exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_BITS5 = 0x1F
+_ORIGIN = 0x80
+_RIGHT_ORIGIN = 0x40
+_PARENT_SUB = 0x20
+
+_GC = 0
+_SKIP = 10
+_DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC = range(1, 10)
+_XML_ELEMENT, _XML_HOOK = 3, 5
+_TYPE_REFS = 7
+
+# lib0 "any" tags
+_ANY_INT, _ANY_F32, _ANY_F64, _ANY_BIGINT, _ANY_STRING = 125, 124, 123, 122, 119
+_ANY_OBJECT, _ANY_ARRAY, _ANY_BYTES = 118, 117, 116
+_ANY_SCALARS = frozenset((127, 126, 121, 120))
+
+
+class MalformedUpdate(ProtocolError):
+    """The bytes are not a Yjs v1 update that collab accepts."""
+
+
+class _Reader:
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    def uint(self, limit: int = MAX_SAFE_INTEGER) -> int:
+        data, pos = self.data, self.pos
+        if pos >= self.end:
+            raise MalformedUpdate("truncated")
+        byte = data[pos]
+        pos += 1
+        if byte < 0x80:
+            self.pos = pos
+            if byte > limit:
+                raise MalformedUpdate("integer out of range")
+            return byte
+        result = byte & 0x7F
+        shift = 7
+        while True:
+            if pos >= self.end:
+                raise MalformedUpdate("truncated")
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if result > limit:
+                raise MalformedUpdate("integer out of range")
+            if byte < 0x80:
+                self.pos = pos
+                return result
+            shift += 7
+
+    def signed(self) -> None:
+        byte = self.byte()
+        if byte & 0x80:
+            self.uint(MAX_SAFE_INTEGER >> 6)
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise MalformedUpdate("truncated")
+        byte = self.data[self.pos]
+        self.pos += 1
+        return byte
+
+    def skip(self, length: int) -> None:
+        if self.pos + length > self.end:
+            raise MalformedUpdate("truncated")
+        self.pos += length
+
+    def bytes_(self) -> None:
+        self.skip(self.uint())
+
+    def string(self) -> str:
+        length = self.uint()
+        start = self.pos
+        self.skip(length)
+        try:
+            return self.data[start : self.pos].decode()
+        except UnicodeDecodeError:
+            raise MalformedUpdate("a string is not UTF-8") from None
+
+    def count(self) -> int:
+        """A number of items that follow, each at least one byte long."""
+        count = self.uint()
+        if count > self.end - self.pos:
+            raise MalformedUpdate("a count exceeds the update's size")
+        return count
+
+
+def check(update: bytes, max_depth: int) -> None:
+    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update."""
+    reader = _Reader(update)
+    clients: set[int] = set()
+    for _ in range(reader.count()):
+        structs = reader.count()
+        client = reader.uint()
+        if client in clients:
+            raise MalformedUpdate("a client is listed twice")
+        clients.add(client)
+        clock = reader.uint(MAX_CLOCK)
+        if structs == 0:
+            raise MalformedUpdate("a client with no structs")
+        for _ in range(structs):
+            clock += _struct(reader, max_depth)
+            if clock > MAX_CLOCK:
+                raise MalformedUpdate("a clock out of range")
+    _delete_set(reader)
+    if reader.pos != reader.end:
+        raise MalformedUpdate("trailing bytes after the update")
+
+
+def check_state_vector(state_vector: bytes) -> None:
+    reader = _Reader(state_vector)
+    for _ in range(reader.count()):
+        reader.uint()
+        reader.uint()
+    if reader.pos != reader.end:
+        raise MalformedUpdate("trailing bytes after the state vector")
+
+
+def _struct(reader: _Reader, max_depth: int) -> int:
+    """Check one struct; its length in clock ticks."""
+    info = reader.byte()
+    kind = info & _BITS5
+    if kind in (_GC, _SKIP):
+        if info != kind:
+            raise MalformedUpdate("flags on a GC or skip struct")
+        return _length(reader)
+    if info & _ORIGIN:
+        reader.uint()
+        reader.uint(MAX_CLOCK)
+    if info & _RIGHT_ORIGIN:
+        reader.uint()
+        reader.uint(MAX_CLOCK)
+    if not info & (_ORIGIN | _RIGHT_ORIGIN):
+        parent = reader.uint()
+        if parent == 1:
+            reader.string()
+        elif parent == 0:
+            reader.uint()
+            reader.uint(MAX_CLOCK)
+        else:
+            raise MalformedUpdate("unknown parent info")
+        if info & _PARENT_SUB:
+            reader.string()
+    return _content(reader, kind, max_depth)
+
+
+def _content(reader: _Reader, kind: int, max_depth: int) -> int:
+    if kind == _STRING:
+        text = reader.string()
+        length = len(text) + sum(1 for c in text if c > "\uffff")  # in UTF-16 units
+        if length == 0:
+            raise MalformedUpdate("an empty string")
+        return length
+    if kind == _ANY:
+        count = _positive(reader.count())
+        for _ in range(count):
+            _any(reader, max_depth)
+        return count
+    if kind == _FORMAT:
+        reader.string()
+        _json(reader.string(), max_depth)
+        return 1
+    if kind == _DELETED:
+        return _length(reader)
+    if kind == _TYPE:
+        ref = reader.uint()
+        if ref >= _TYPE_REFS:
+            raise MalformedUpdate("unknown type")
+        if ref in (_XML_ELEMENT, _XML_HOOK):
+            reader.string()
+        return 1
+    if kind == _EMBED:
+        _json(reader.string(), max_depth)
+        return 1
+    if kind == _BINARY:
+        reader.bytes_()
+        return 1
+    if kind == _JSON:
+        count = _positive(reader.count())
+        for _ in range(count):
+            value = reader.string()
+            if value != "undefined":
+                _json(value, max_depth)
+        return count
+    if kind == _DOC:
+        reader.string()
+        if reader.byte() != _ANY_OBJECT:
+            raise MalformedUpdate("subdocument options are not an object")
+        reader.pos -= 1
+        _any(reader, max_depth)
+        return 1
+    raise MalformedUpdate(f"unknown content type {kind}")
+
+
+def _length(reader: _Reader) -> int:
+    return _positive(reader.uint(MAX_CLOCK))
+
+
+def _positive(length: int) -> int:
+    if length == 0:
+        raise MalformedUpdate("an empty struct")
+    return length
+
+
+def _any(reader: _Reader, max_depth: int) -> None:
+    """One lib0 "any" value, nested arrays and objects included, without recursion."""
+    # Items left to read at each open level; an object's items are key-value pairs.
+    open_levels: list[int] = []
+    keyed: list[bool] = []
+    while True:
+        if keyed and keyed[-1] and reader.string() == "__proto__":
+            raise MalformedUpdate("an object key JS clients cannot read")
+        tag = reader.byte()
+        if tag in _ANY_SCALARS:
+            pass
+        elif tag == _ANY_STRING:
+            reader.string()
+        elif tag == _ANY_INT:
+            reader.signed()
+        elif tag in (_ANY_F64, _ANY_BIGINT):
+            reader.skip(8)
+        elif tag == _ANY_F32:
+            reader.skip(4)
+        elif tag == _ANY_BYTES:
+            reader.bytes_()
+        elif tag in (_ANY_OBJECT, _ANY_ARRAY):
+            count = reader.count()
+            if count:
+                if len(open_levels) >= max_depth:
+                    raise MalformedUpdate(f"values nested deeper than {max_depth}")
+                open_levels.append(count)
+                keyed.append(tag == _ANY_OBJECT)
+                continue
+        else:
+            raise MalformedUpdate(f"unknown value tag {tag}")
+        while open_levels:
+            open_levels[-1] -= 1
+            if open_levels[-1]:
+                break
+            open_levels.pop()
+            keyed.pop()
+        if not open_levels:
+            return
+
+
+def _delete_set(reader: _Reader) -> None:
+    clients: set[int] = set()
+    for _ in range(reader.count()):
+        client = reader.uint()
+        if client in clients:
+            raise MalformedUpdate("a client is listed twice in the delete set")
+        clients.add(client)
+        for _ in range(reader.count()):
+            clock = reader.uint(MAX_CLOCK)
+            if clock + _length(reader) > MAX_CLOCK:
+                raise MalformedUpdate("a deletion out of range")
+
+
+def _json(text: str, max_depth: int) -> None:
+    """A JSON text both JSON.parse and yrs read the same way, nested at most max_depth."""
+    if text.count("[") + text.count("{") > max_depth and _json_depth(text) > max_depth:
+        raise MalformedUpdate(f"JSON nested deeper than {max_depth}")
+    try:
+        json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise MalformedUpdate("invalid JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

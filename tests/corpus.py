@@ -1,0 +1,89 @@
+"""Real Yjs updates made by pycrdt, and hand-built hostile ones, for the update tests."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText, write_var_uint
+
+ROOTS = {"text": Text, "default": XmlFragment, "meta": Map}
+
+
+@functools.cache
+def real_updates() -> tuple[bytes, ...]:
+    """The updates of an editing session: paragraphs, marks, deletions, emoji, a map of
+    JSON values, in the order they were made (each depends on the ones before)."""
+    doc: Doc[Any] = Doc(client_id=4242)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    fragment = doc.get("default", type=XmlFragment)
+    text = doc.get("text", type=Text)
+    meta = doc.get("meta", type=Map)
+    paragraph = XmlElement("paragraph")
+    fragment.children.append(paragraph)
+    line = XmlText()
+    paragraph.children.append(line)
+    for i in range(48):
+        line.insert(len(str(line)) if i % 7 else 0, "héllo 😀"[i % 7])
+        text.insert(len(text), "ab"[i % 2])
+        if i % 13 == 0:
+            line.format(0, 3, {"bold": True})
+        if i % 11 == 0:
+            meta[f"k{i}"] = {"list": [1, 2.5, None, "x"], "nested": {"ok": True}}
+        if i % 9 == 0:
+            del line[0:1]
+            del text[0:1]
+        if i % 20 == 0:
+            heading = XmlElement("heading", {"level": "1"})
+            fragment.children.append(heading)
+            title = XmlText()
+            heading.children.append(title)
+            title.insert(0, "Title")
+    return tuple(updates)
+
+
+def content(update: bytes) -> dict[str, Any]:
+    """What a document holds, root by root, as plain values."""
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    return {
+        name: str(doc.get(name, type=kind)) if kind is not Map else doc.get(name, type=Map).to_py()
+        for name, kind in ROOTS.items()
+    }
+
+
+def _item_update(content_ref: int, body: bytes, *, client: int = 777, clock: int = 0) -> bytes:
+    """One item in the root map "meta" under key "k", with the given content."""
+    info = content_ref | 0x20  # parent sub (a map key)
+    item = bytes([info]) + write_var_uint(1) + _string(b"meta") + _string(b"k") + body
+    return (
+        write_var_uint(1)
+        + write_var_uint(1)
+        + write_var_uint(client)
+        + write_var_uint(clock)
+        + item
+        + write_var_uint(0)
+    )
+
+
+def _string(value: bytes) -> bytes:
+    return write_var_uint(len(value)) + value
+
+
+def deep_any(depth: int) -> bytes:
+    """A map entry holding arrays nested ``depth`` deep (about 2 bytes a level)."""
+    return _item_update(8, write_var_uint(1) + bytes([117, 1]) * depth + bytes([126]))
+
+
+def deep_json_format(depth: int) -> bytes:
+    """A formatting mark whose JSON value is nested ``depth`` deep."""
+    value = ("[" * depth + "]" * depth).encode()
+    info = 6  # ContentFormat, in the root text
+    item = bytes([info]) + write_var_uint(1) + _string(b"text") + _string(b"bold") + _string(value)
+    return write_var_uint(1) + write_var_uint(1) + write_var_uint(778) + b"\x00" + item + b"\x00"
+
+
+def any_update(body: bytes) -> bytes:
+    """A map entry holding one lib0 "any" value encoded as ``body``."""
+    return _item_update(8, write_var_uint(1) + body)

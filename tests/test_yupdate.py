@@ -1,0 +1,167 @@
+"""The structural check of Yjs updates: real updates pass, anything else is refused with
+MalformedUpdate (never another exception), and what passes, yrs applies whole."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, write_var_uint
+
+from collab import yupdate
+from collab.yupdate import MalformedUpdate
+
+from .corpus import any_update, deep_any, deep_json_format, real_updates
+
+DEPTH = 128
+EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "300"))
+
+
+def test_real_updates_pass() -> None:
+    for update in real_updates():
+        yupdate.check(update, DEPTH)
+
+
+def test_every_truncation_is_refused_or_applies_whole() -> None:
+    for update in real_updates()[:40]:
+        for end in range(len(update)):
+            try:
+                yupdate.check(update[:end], DEPTH)
+            except MalformedUpdate:
+                continue
+            Doc().apply_update(update[:end])
+
+
+@pytest.mark.parametrize("make", [deep_any, deep_json_format])
+def test_nesting_is_bounded(make: Any) -> None:
+    yupdate.check(make(DEPTH), DEPTH)
+    with pytest.raises(MalformedUpdate, match="nested deeper"):
+        yupdate.check(make(DEPTH + 1), DEPTH)
+    # The depth that took the process down with a segmentation fault.
+    with pytest.raises(MalformedUpdate, match="nested deeper"):
+        yupdate.check(make(26_000), DEPTH)
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(MalformedUpdate, match="trailing"):
+        yupdate.check(b"\x00\x00" + b"\x00" * 1024, DEPTH)
+    with pytest.raises(MalformedUpdate, match="trailing"):
+        yupdate.check(real_updates()[0] + b"junk", DEPTH)
+
+
+def _one_struct(client: int, clock: int, struct: bytes) -> bytes:
+    return (
+        write_var_uint(1) + write_var_uint(1) + write_var_uint(client) + write_var_uint(clock)
+    ) + struct
+
+
+ROOT_TEXT = write_var_uint(1) + write_var_uint(4) + b"text"
+
+REFUSED = {
+    "unknown content type": _one_struct(1, 0, bytes([0x0B]) + ROOT_TEXT + b"\x00") + b"\x00",
+    "empty string": _one_struct(1, 0, bytes([4]) + ROOT_TEXT + b"\x00") + b"\x00",
+    "string not UTF-8": _one_struct(1, 0, bytes([4]) + ROOT_TEXT + b"\x02\xc3\x28") + b"\x00",
+    "GC of length 0": _one_struct(1, 0, b"\x00\x00") + b"\x00",
+    "flags on a GC": _one_struct(1, 0, b"\x80\x01") + b"\x00",
+    "unknown parent info": _one_struct(1, 0, bytes([4, 7]) + b"\x01a") + b"\x00",
+    "unknown type": _one_struct(1, 0, bytes([7]) + ROOT_TEXT + b"\x09") + b"\x00",
+    "clock past 2^31": _one_struct(1, 2**31, b"\x00\x01") + b"\x00",
+    "client past 2^53": _one_struct(2**53, 0, b"\x00\x01") + b"\x00",
+    "client listed twice": (
+        write_var_uint(2) + (b"\x01\x05\x00\x00\x01") * 2 + b"\x00"  # two GCs of client 5
+    ),
+    "count past the size": write_var_uint(1000) + b"\x00",
+    "deletion past 2^31": b"\x00\x01\x05\x01" + write_var_uint(2**31) + b"\x01",
+    "empty deletion": b"\x00\x01\x05\x01\x00\x00",
+    "unknown value tag": any_update(bytes([100])),
+    "__proto__ key": any_update(bytes([118, 1]) + b"\x09__proto__" + bytes([126])),
+    "NaN in JSON": _one_struct(1, 0, bytes([5]) + ROOT_TEXT + b"\x03NaN") + b"\x00",
+    "invalid JSON": _one_struct(1, 0, bytes([5]) + ROOT_TEXT + b"\x02{x") + b"\x00",
+    "subdocument options not an object": (
+        _one_struct(1, 0, bytes([9]) + ROOT_TEXT + b"\x01g" + bytes([126])) + b"\x00"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_malformed_structs_are_refused(case: str) -> None:
+    with pytest.raises(MalformedUpdate):
+        yupdate.check(REFUSED[case], DEPTH)
+
+
+def test_state_vectors() -> None:
+    yupdate.check_state_vector(b"\x00")
+    yupdate.check_state_vector(b"\x01\x05\x10")
+    for bad in (b"", b"\x01\x05", b"\x00\x00", b"\x02\x05\x10"):
+        with pytest.raises(MalformedUpdate):
+            yupdate.check_state_vector(bad)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=256))
+def test_any_bytes_are_checked_without_other_errors(data: bytes) -> None:
+    try:
+        yupdate.check(data, DEPTH)
+    except MalformedUpdate:
+        return
+    Doc().apply_update(data)
+
+
+def mutations(data: bytes) -> st.SearchStrategy[bytes]:
+    """Bit flips, byte changes, truncation, splices and deletions of ``data``."""
+    index = st.integers(0, max(len(data) - 1, 0))
+
+    def flip(pos: int, bit: int, value: bytes) -> bytes:
+        if not value:
+            return value
+        pos %= len(value)
+        return value[:pos] + bytes([value[pos] ^ (1 << bit)]) + value[pos + 1 :]
+
+    def splice(pos: int, junk: bytes, value: bytes) -> bytes:
+        return value[:pos] + junk + value[pos:]
+
+    def delete(pos: int, count: int, value: bytes) -> bytes:
+        return value[:pos] + value[pos + count :]
+
+    edit = st.one_of(
+        st.builds(lambda p, b: lambda v: flip(p, b, v), index, st.integers(0, 7)),
+        st.builds(lambda p, j: lambda v: splice(p, j, v), index, st.binary(min_size=1, max_size=4)),
+        st.builds(lambda p, n: lambda v: delete(p, n, v), index, st.integers(1, 3)),
+        st.builds(lambda p: lambda v: v[:p], index),
+        st.builds(  # a length or count blown up to a huge value
+            lambda p: lambda v: splice(p, b"\xff\xff\xff\xff\x0f", v), index
+        ),
+    )
+    return st.lists(edit, min_size=1, max_size=3).map(lambda edits: _apply_edits(data, edits))
+
+
+def _apply_edits(data: bytes, edits: list[Any]) -> bytes:
+    for edit in edits:
+        data = edit(data)
+    return data
+
+
+@st.composite
+def mutated_update(draw: st.DrawFn) -> tuple[int, bytes]:
+    updates = real_updates()
+    position = draw(st.integers(0, len(updates) - 1))
+    return position, draw(mutations(updates[position]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mutated_update())
+def test_mutated_updates_are_refused_or_applied_whole(case: tuple[int, bytes]) -> None:
+    """yrs panics, raises part-way or crashes on some mutations of real updates: the
+    check refuses every one of those, before yrs sees it."""
+    position, update = case
+    try:
+        yupdate.check(update, DEPTH)
+    except MalformedUpdate:
+        return
+    doc: Doc[Any] = Doc()
+    for earlier in real_updates()[:position]:
+        doc.apply_update(earlier)
+    doc.apply_update(update)
