@@ -91,6 +91,7 @@ def _serve(settings: Settings) -> int:
     from .migrate import SchemaOutOfDate, check_schema
     from .sqlstore import create_engine
     from .web.app import create_app
+    from .web.httpprotocol import header_deadline_protocol
     from .web.wsprotocol import BatchingWebSocketProtocol
 
     async def check() -> None:
@@ -113,7 +114,7 @@ def _serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=header_deadline_protocol(settings.header_timeout, settings.max_incomplete_connections),
         ws=BatchingWebSocketProtocol,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.ping_interval or None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 # Attributes every LogRecord has; anything else was passed in ``extra``.
@@ -49,3 +51,36 @@ def configure(level: str, fmt: str) -> None:
     )
     for name in quiet:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class Repeats:
+    """Events that repeat, counted by kind, so that a flood of one kind logs one line
+    per ``interval`` instead of one per event: :meth:`hit` says whether this one is
+    to be logged in full (the first of its kind in an interval) and how many went
+    unlogged since the last that was."""
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_kinds: int = 1024,
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._max_kinds = max_kinds
+        self._kinds: dict[Hashable, tuple[float, int]] = {}  # kind -> (logged at, unlogged)
+
+    def hit(self, kind: Hashable) -> tuple[bool, int]:
+        now = self._clock()
+        seen = self._kinds.get(kind)
+        if seen is not None and now - seen[0] < self.interval:
+            self._kinds[kind] = (seen[0], seen[1] + 1)
+            return False, seen[1] + 1
+        self._kinds.pop(kind, None)
+        if len(self._kinds) >= self._max_kinds:
+            # Forget the kinds logged longest ago (they may be logged in full again).
+            for old in list(self._kinds)[: len(self._kinds) // 2 + 1]:
+                del self._kinds[old]
+        self._kinds[kind] = (now, 0)
+        return True, seen[1] if seen is not None else 0

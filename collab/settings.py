@@ -133,7 +133,8 @@ class Settings:
     allowed_origins: str = field(
         default="",
         metadata={
-            "help": "comma-separated Origins allowed to open WebSockets (empty: the same host)"
+            "help": "comma-separated Origins allowed to open WebSockets and call the API "
+            "(empty: the same host)"
         },
     )
     max_connections_per_client: int = field(
@@ -147,6 +148,22 @@ class Settings:
     bytes_per_second: int = field(
         default=8 * 1024 * 1024,
         metadata={"help": "bytes one connection may send per second (1008 above)", "min": 1024},
+    )
+    max_json_body: int = field(
+        default=64 * 1024,
+        metadata={"help": "largest JSON request body accepted, in bytes (413 above)", "min": 1024},
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds to send a request's headers (then it is closed)", "min": 0.1},
+    )
+    max_incomplete_connections: int = field(
+        default=256,
+        metadata={
+            "help": "connections still sending their request headers at once (the oldest is "
+            "closed above)",
+            "min": 1,
+        },
     )
     log_level: str = field(
         default="info",

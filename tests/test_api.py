@@ -143,3 +143,26 @@ async def test_bad_update_bodies_change_nothing(start_server: ServerFactory) -> 
         assert not client.closed.is_set()
         async with YClient(server.ws_url("guarded")) as late:
             assert late.content() == "intact"
+
+
+async def test_deep_or_large_json_is_refused_and_the_server_answers(
+    shared_server: CollabServer,
+) -> None:
+    deep = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        for body in (deep[:60_000], b'{"label": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"):
+            nested = await http.post(
+                "/api/documents", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert nested.status_code == 400
+            assert nested.json()["error"] == "bad_json"
+        large = await http.post(
+            "/api/documents", content=deep, headers={"Content-Type": "application/json"}
+        )
+        assert large.status_code == 413
+        assert large.json()["error"] == "too_large"
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.post("/api/documents", json={})).status_code == 201
+    log = shared_server.log()
+    assert log.count("refused a JSON body nested too deeply") == 2
+    assert "Traceback" not in log

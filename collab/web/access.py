@@ -4,6 +4,7 @@ Every check here runs before a WebSocket is accepted, and for every API call."""
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 from urllib.parse import urlsplit
 
@@ -50,18 +51,27 @@ class Access:
             raise ApiError(403, "read_only", "the token is read-only")
         return grant
 
-    def check_origin(self, conn: HTTPConnection) -> None:
-        """Refuse a browser's cross-origin WebSocket (a cookie would otherwise carry a
-        token for a page of another site). Clients that send no Origin are not browsers."""
+    def check_origin(self, conn: HTTPConnection, *, required: bool = False) -> None:
+        """Refuse a browser's request from another site (a cookie would otherwise carry
+        a token for a page of another site): ApiError 403 unless the Origin is this
+        host or one of ``COLLAB_ALLOWED_ORIGINS``. Clients that send no Origin are not
+        browsers, unless ``required``."""
         origin = conn.headers.get("origin")
         if origin is None:
+            if required:
+                raise ApiError(403, "origin_refused", "a request with the cookie needs an Origin")
             return
         origin = origin.rstrip("/")
         if origin in self.origins:
             return
         if not self.origins and urlsplit(origin).netloc == conn.headers.get("host"):
             return
-        raise ApiError(403, "origin_refused", f"WebSockets from {origin} are not allowed")
+        raise ApiError(403, "origin_refused", f"requests from {origin[:200]} are not allowed")
+
+    def by_cookie(self, conn: HTTPConnection) -> bool:
+        """True when the caller's credential is the cookie: the one a browser attaches
+        to requests that other sites' pages make."""
+        return self.verifier is not None and _credential(conn) is Credential.COOKIE
 
     def open_connection(self, client: str) -> None:
         if self._connections[client] >= self.max_connections_per_client:
@@ -78,11 +88,28 @@ class Access:
             del self._connections[client]
 
 
+class Credential(enum.Enum):
+    """Where a request carries its token, in the order they are looked for."""
+
+    QUERY = "query"
+    HEADER = "header"
+    COOKIE = "cookie"
+
+
+def _credential(conn: HTTPConnection) -> Credential | None:
+    return _token_and_credential(conn)[1]
+
+
 def _token(conn: HTTPConnection) -> str | None:
+    return _token_and_credential(conn)[0]
+
+
+def _token_and_credential(conn: HTTPConnection) -> tuple[str | None, Credential | None]:
     token = conn.query_params.get("token")
     if token:
-        return token
+        return token, Credential.QUERY
     scheme, _, credentials = conn.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return conn.cookies.get(COOKIE) or None
+        return credentials.strip(), Credential.HEADER
+    cookie = conn.cookies.get(COOKIE)
+    return (cookie, Credential.COOKIE) if cookie else (None, None)

@@ -325,14 +325,43 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def body_type(path: str) -> str:
+    """The media type a state-changing route at ``path`` takes (csrf.py refuses any
+    other): the update import a Yjs update, every other route JSON."""
+    return "application/octet-stream" if path.endswith("/update") else "application/json"
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    limit: int = request.app.state.settings.max_json_body
+    raw = await _body(request, limit)
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except ValueError:
         raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    except RecursionError:
+        # The C decoder recurses once per level: a body nested thousands deep.
+        log.warning("refused a JSON body nested too deeply from %s", _client(request))
+        raise ApiError(400, "bad_json", "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "the request body must be a JSON object")
     return body
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body; ApiError 413 past ``limit`` bytes, before reading more."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"a request body may be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"a request body may be at most {limit} bytes")
+    return bytes(body)
+
+
+def _client(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "unknown"

@@ -14,6 +14,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -32,6 +33,7 @@ from ..sqlstore import SqlStore, create_engine
 from ..stats import Stats
 from . import api
 from .access import Access
+from .csrf import CsrfGuard
 from .errors import ApiError, api_error, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint
 from .openapi import openapi
@@ -141,6 +143,7 @@ def create_app(settings: Settings) -> Starlette:
         sync=SyncEndpoint(registry, settings, stats, access),
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},
+        middleware=[Middleware(CsrfGuard, access=access, body_type=api.body_type)],
     )
     app.state.settings = settings
     app.state.persistence = persistence

@@ -35,7 +35,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _ERROR for code in codes}
 
 
-_AUTH = (401, 403)
+_AUTH = (401, 403)  # 403 also for a request from another origin (csrf.py)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -152,7 +152,10 @@ SPEC: dict[str, Any] = {
                         }
                     }
                 },
-                "responses": {"201": _json("Document", "created"), **_errors(400, *_AUTH, 409)},
+                "responses": {
+                    "201": _json("Document", "created"),
+                    **_errors(400, *_AUTH, 409, 413, 415),
+                },
             },
         },
         "/api/documents/{doc_id}": {
@@ -191,7 +194,7 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "merge a Yjs v1 update: stored and sent to live peers",
                 "requestBody": {"required": True, "content": _BINARY},
-                "responses": {"200": {"description": "applied"}, **_errors(400, *_AUTH, 413)},
+                "responses": {"200": {"description": "applied"}, **_errors(400, *_AUTH, 413, 415)},
             },
         },
         "/api/documents/{doc_id}/versions": {
@@ -212,7 +215,10 @@ SPEC: dict[str, Any] = {
                         }
                     }
                 },
-                "responses": {"201": _json("Version", "created"), **_errors(400, *_AUTH, 503)},
+                "responses": {
+                    "201": _json("Version", "created"),
+                    **_errors(400, *_AUTH, 413, 415, 503),
+                },
             },
         },
         "/api/documents/{doc_id}/versions/{vid}/update": {

@@ -19,6 +19,7 @@ from .. import docid
 from ..auth import Grant
 from ..closecodes import CloseCode
 from ..handler import ProtocolHandler
+from ..logs import Repeats
 from ..peer import Peer, PeerState
 from ..protocol import ProtocolError, UnknownMessage
 from ..ratelimit import TokenBucket
@@ -32,6 +33,8 @@ from .errors import ApiError, error_body
 from .wsprotocol import FRAMES
 
 log = logging.getLogger("collab.ws")
+
+LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's failed loads
 
 
 class AsgiTransport:
@@ -91,6 +94,7 @@ class SyncEndpoint:
         self.settings = settings
         self.stats = stats
         self.access = access
+        self.load_failures = Repeats(LOAD_FAILURE_INTERVAL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -125,8 +129,25 @@ class SyncEndpoint:
             log.warning("refused %s: document %r is deleted", client, doc_id)
             await _deny(websocket, 410, "deleted", "this document was deleted")
             return
-        except Exception:
-            log.exception("could not open room %r for %s", doc_id, client)
+        except Exception as exc:
+            # Clients retry a document that fails to load every second or so: its
+            # traceback once per interval, one line for each failure in between.
+            full, since = self.load_failures.hit(doc_id)
+            if full:
+                log.exception(
+                    "could not open room %r for %s%s",
+                    doc_id,
+                    client,
+                    f" ({since} more failures since the last traceback)" if since else "",
+                )
+            else:
+                log.warning(
+                    "could not open room %r for %s: %s (failure %d since the traceback)",
+                    doc_id,
+                    client,
+                    f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
+                    since,
+                )
             await websocket.accept()
             await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
             return

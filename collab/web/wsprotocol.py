@@ -220,6 +220,14 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             if message["type"] == "websocket.accept":
                 # Only the handshake reads these; the app keeps what it needs.
                 self.request = self.response = None  # type: ignore[assignment]
+            elif message["type"] == "websocket.http.response.body" and not message.get(
+                "more_body", False
+            ):
+                # A refusal on the wire ends the handshake too. uvicorn (0.54) leaves the
+                # flag unset here, so each refused upgrade also logged "ASGI callable
+                # returned without completing handshake" at ERROR (its wsproto protocol
+                # sets it; uvicorn PR #3138 does the same for this one).
+                self.handshake_complete = True
             return
         await self.writable.wait()
         if self.disconnected:

@@ -1,0 +1,98 @@
+"""Slow clients: connections that never finish their request headers are closed, and
+their number is bounded, while complete requests are served as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+
+from .conftest import ServerFactory
+from .support import CollabServer
+from .yclient import YClient
+
+HALF = b"GET /healthz HT"  # half a request line, and then nothing
+
+
+class _Sockets:
+    """Raw connections that each sent half a request line; closed on exit."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def open(self, server: CollabServer, count: int) -> list[asyncio.StreamReader]:
+        readers = []
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            self.writers.append(writer)
+            writer.write(HALF)
+            await writer.drain()
+            readers.append(reader)
+        return readers
+
+    async def __aenter__(self) -> _Sockets:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self.writers:
+            writer.close()
+        for writer in self.writers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    """True when the server closes the connection within ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            await reader.read()  # to the end of the stream
+            return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_connections_without_complete_headers_are_closed(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(header_timeout="1")
+    opened = time.monotonic()
+    async with (
+        _Sockets() as sockets,
+        YClient(server.ws_url(doc_id)) as peer,
+        httpx.AsyncClient() as http,
+    ):
+        slow = await sockets.open(server, 50)
+        assert (await http.get(server.url + "/healthz")).status_code == 200
+        closed = await asyncio.gather(*(_closed_by_server(r, 15) for r in slow))
+        assert all(closed), f"{closed.count(False)} of 50 still open"
+        assert time.monotonic() - opened >= 1  # not before the deadline
+        # A kept-alive connection that starts another request and stalls is closed too.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        sockets.writers.append(writer)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.write(HALF)
+        assert await _closed_by_server(reader, 15)
+        # Long-lived sockets are not requests waiting for their headers.
+        peer.append("still open")
+        async with YClient(server.ws_url(doc_id)) as late:
+            assert late.content() == "still open"
+        assert not peer.closed.is_set()
+    assert "no complete headers in 1 s" in server.log()
+
+
+async def test_connections_sending_headers_are_bounded(start_server: ServerFactory) -> None:
+    server = start_server(header_timeout="60", max_incomplete_connections="10")
+    async with _Sockets() as sockets, httpx.AsyncClient() as http:
+        first = await sockets.open(server, 10)
+        later = await sockets.open(server, 10)
+        # The ten that waited longest made room for the ten after them, long before 60 s.
+        assert all(await asyncio.gather(*(_closed_by_server(r, 15) for r in first)))
+        assert (await http.get(server.url + "/healthz")).status_code == 200
+        # That request's connection took the place of the oldest of the others.
+        assert not any(await asyncio.gather(*(_closed_by_server(r, 0.2) for r in later[1:])))
+    assert "over 10 connections sending their headers" in server.log()
