@@ -492,8 +492,8 @@ class Fanout:
                 link.early_presence.append((update, owner))
             return
         changed, removal = room.presence.replace_owned(update, owner)
-        if changed:
-            room.broadcast_awareness(update, owner)
+        if changed is not None:
+            room.broadcast_awareness(changed, owner)
         if removal is not None:
             room.broadcast_awareness(removal, owner)
 

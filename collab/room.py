@@ -11,7 +11,7 @@ from pycrdt import Doc
 
 from . import protocol
 from .peer import Peer
-from .presence import Presence
+from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
 from .state import StoredDoc
 
@@ -32,11 +32,17 @@ class RoomState(enum.Enum):
 
 
 class Room:
-    def __init__(self, doc_id: str, doc: Doc[Any] | StoredDoc) -> None:
+    def __init__(
+        self,
+        doc_id: str,
+        doc: Doc[Any] | StoredDoc,
+        *,
+        presence_limits: PresenceLimits | None = None,
+    ) -> None:
         self.doc_id = doc_id
         self._doc = doc if isinstance(doc, Doc) else None
         self._stored = doc if isinstance(doc, StoredDoc) else None
-        self.presence = Presence()
+        self.presence = Presence(presence_limits, doc_id)
         self.peers: set[Peer] = set()
         self.state = RoomState.OPEN
         self.holders = 0
@@ -101,8 +107,9 @@ class Room:
             listener(self, update, origin)
 
     def apply_awareness(self, update: bytes, origin: Origin, frame: bytes | None = None) -> None:
-        if self.presence.apply(update, origin):
-            self.broadcast_awareness(update, origin, frame)
+        changed = self.presence.apply(update, origin)
+        if changed is not None:
+            self.broadcast_awareness(changed, origin, frame if changed is update else None)
 
     def broadcast_awareness(
         self, update: bytes, origin: Origin, frame: bytes | None = None

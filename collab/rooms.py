@@ -11,6 +11,7 @@ from typing import Any
 from pycrdt import Doc
 
 from . import protocol
+from .presence import PresenceLimits
 from .room import Room, RoomState
 from .state import StoredDoc
 
@@ -38,6 +39,7 @@ class RoomRegistry:
         release_delay: float = 10.0,
         keepalive_interval: float = 10.0,
         observe: Callable[[str, float], None] | None = None,
+        presence_limits: PresenceLimits | None = None,
     ) -> None:
         self._loader = loader
         self._attach = attach
@@ -45,6 +47,7 @@ class RoomRegistry:
         self.release_delay = release_delay
         self.keepalive_interval = keepalive_interval
         self._observe = observe
+        self.presence_limits = presence_limits
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -108,7 +111,7 @@ class RoomRegistry:
         started = time.perf_counter()
         try:
             doc = await self._loader(doc_id)
-            room = Room(doc_id, doc)
+            room = Room(doc_id, doc, presence_limits=self.presence_limits)
             if self._attach is not None:
                 self._attach(room)
             self.rooms[doc_id] = room

@@ -48,6 +48,28 @@ class Settings:
             "min": 0.1,
         },
     )
+    max_awareness_clients: int = field(
+        default=4,
+        metadata={
+            "help": "awareness client ids one connection may introduce (1008 above)",
+            "min": 1,
+        },
+    )
+    max_awareness_state: int = field(
+        default=64 * 1024,
+        metadata={
+            "help": "largest awareness state of one client, in bytes (1009 above)",
+            "min": 256,
+        },
+    )
+    max_room_awareness_clients: int = field(
+        default=256,
+        metadata={
+            "help": "awareness entries one room holds (more are ignored); a joiner is sent "
+            "them all",
+            "min": 1,
+        },
+    )
     room_release_delay: float = field(
         default=10.0,
         metadata={"help": "seconds a room stays in memory after its last peer leaves", "min": 0},

@@ -25,6 +25,7 @@ from ..closecodes import CloseCode
 from ..fanout import Fanout
 from ..migrate import check_schema
 from ..persistence import Persistence
+from ..presence import PresenceLimits
 from ..redisbus import RedisTransport
 from ..room import Room
 from ..rooms import RoomRegistry
@@ -87,6 +88,11 @@ def create_app(settings: Settings) -> Starlette:
         release_delay=settings.room_release_delay,
         keepalive_interval=settings.keepalive_interval,
         observe=timings.observe,
+        presence_limits=PresenceLimits(
+            clients_per_peer=settings.max_awareness_clients,
+            state_bytes=settings.max_awareness_state,
+            clients_per_room=settings.max_room_awareness_clients,
+        ),
     )
     metrics.register(RuntimeCollector(registry, persistence, stats, fanout))
     verifier = (

@@ -21,6 +21,7 @@ from ..closecodes import CloseCode
 from ..handler import ProtocolHandler
 from ..logs import Repeats
 from ..peer import Peer, PeerState
+from ..presence import PresenceRefused
 from ..protocol import ProtocolError, UnknownMessage
 from ..ratelimit import TokenBucket
 from ..room import Room
@@ -240,6 +241,9 @@ class SyncEndpoint:
                 stats.bytes_received += len(data)
                 try:
                     handler.receive(data)
+                except PresenceRefused as exc:
+                    _refuse(peer, exc.args[0])
+                    peer.close(exc.code, exc.reason)
                 except UnknownMessage as exc:
                     _refuse(peer, f"an unknown message ({exc})")
                     peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
