@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FRONTEND_SOURCES := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
 
-.PHONY: run test lint bench frontend clean system-deps
+.PHONY: run test lint bench fuzz frontend clean system-deps
 
 run: $(VENV)/.installed collab/static/index.html
 	$(BIN)/collab migrate
@@ -12,6 +12,16 @@ run: $(VENV)/.installed collab/static/index.html
 
 test: system-deps $(VENV)/.installed-dev collab/static/index.html tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest -q
+
+# The hostile-update tests at length: FUZZ_EXAMPLES mutated updates offline, and
+# FUZZ_BATCHES batches of them through a real server and a stock JS client.
+FUZZ_EXAMPLES ?= 20000
+FUZZ_BATCHES ?= 300
+fuzz: system-deps $(VENV)/.installed-dev tests/js/node_modules/.package-lock.json
+	COLLAB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -s -p no:cacheprovider --hypothesis-show-statistics \
+		tests/test_yupdate.py -k "any_bytes or mutated"
+	COLLAB_FUZZ_EXAMPLES=$(FUZZ_BATCHES) $(BIN)/pytest -q -s -p no:cacheprovider \
+		--timeout 3600 tests/test_fuzz.py
 
 # PostgreSQL, Redis, Chromium and Node from Debian's packages, when missing (needs root).
 system-deps:

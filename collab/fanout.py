@@ -470,7 +470,7 @@ class Fanout:
 
     def _apply(self, link: _Link, update: bytes) -> None:
         if link.room is not None:
-            link.room.apply_update(update, BUS)
+            link.room.apply_update(update, BUS, strict=False)
             return
         assert link.doc is not None
         try:

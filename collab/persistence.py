@@ -196,6 +196,17 @@ class Persistence:
         self._forget(room.doc_id)
         return True
 
+    async def salvage(self, room: Room) -> bool:
+        """Write what a damaged room accepted before yrs failed, and nothing from its
+        memory: no version, no compaction, no comparison with the store."""
+        delay = self.flush_interval
+        while not await self.flush(room.doc_id):
+            if await self._stopped_within(delay):
+                return False  # shutdown writes what is still pending
+            delay = min(delay * 2, self.retry_max_delay)
+        self._forget(room.doc_id)
+        return True
+
     async def write_missing(self, room: Room) -> bool:
         """Log whatever the room holds that the database lacks; False if that failed.
 

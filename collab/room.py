@@ -9,11 +9,11 @@ from typing import Any, TypeAlias
 
 from pycrdt import Doc
 
-from . import protocol
+from . import protocol, yupdate
 from .peer import Peer
 from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
-from .state import StoredDoc
+from .state import StoredDoc, decode_state_vector, encode_state_vector
 
 log = logging.getLogger("collab.room")
 
@@ -23,6 +23,14 @@ log = logging.getLogger("collab.room")
 Origin: TypeAlias = Peer | str
 UpdateListener: TypeAlias = Callable[["Room", bytes, Origin], None]
 AwarenessListener: TypeAlias = Callable[["Room", bytes, Origin], None]
+# Told that yrs failed part-way through an update: the room's memory is suspect.
+DamageListener: TypeAlias = Callable[["Room"], None]
+
+DEFAULT_MAX_DEPTH = 128
+
+
+class DocumentDamaged(ProtocolError):
+    """yrs refused an update after applying part of it; the room must be reloaded."""
 
 
 class RoomState(enum.Enum):
@@ -37,9 +45,11 @@ class Room:
         doc_id: str,
         doc: Doc[Any] | StoredDoc,
         *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         presence_limits: PresenceLimits | None = None,
     ) -> None:
         self.doc_id = doc_id
+        self.max_depth = max_depth
         self._doc = doc if isinstance(doc, Doc) else None
         self._stored = doc if isinstance(doc, StoredDoc) else None
         self.presence = Presence(presence_limits, doc_id)
@@ -48,6 +58,7 @@ class Room:
         self.holders = 0
         self.update_listeners: list[UpdateListener] = []
         self.awareness_listeners: list[AwarenessListener] = []
+        self.damage_listeners: list[DamageListener] = []
 
     def __repr__(self) -> str:
         return f"<Room {self.doc_id!r} {self.state.value} peers={len(self.peers)}>"
@@ -70,7 +81,8 @@ class Room:
         return self._doc is not None
 
     def missing(self, state_vector: bytes) -> bytes:
-        """What a peer at ``state_vector`` lacks; ValueError if that is malformed."""
+        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed."""
+        yupdate.check_state_vector(state_vector)
         if self._stored is not None:
             return self._stored.missing(state_vector)
         return self.doc.get_update(state_vector)
@@ -90,18 +102,39 @@ class Room:
         if removal is not None:
             self.broadcast_awareness(removal, peer)
 
-    def apply_update(self, update: bytes, origin: Origin, frame: bytes | None = None) -> None:
-        """Merge an update and send it to every peer but its origin.
+    def apply_update(
+        self, update: bytes, origin: Origin, frame: bytes | None = None, *, strict: bool = True
+    ) -> None:
+        """Merge an update and send it to every peer but its origin; ProtocolError, with
+        nothing applied or sent, if it is malformed.
 
         ``frame`` is the update message as received, when there is one: it is sent
         as it is, so the bytes are encoded once for all peers, never per peer.
+        ``strict``: the update came from a client, so each parent it names must be here
+        already; another process's updates (checked there) may arrive before their parent.
         """
         if update == protocol.EMPTY_UPDATE:
             return
+        parents = yupdate.check(update, self.max_depth)
+        doc = self.doc
+        if parents and strict:
+            _check_parents(doc, parents)
         try:
-            self.doc.apply_update(update)
-        except ValueError as exc:
-            raise ProtocolError(f"malformed update: {exc}") from None
+            doc.apply_update(update)
+        except BaseException as exc:
+            if not _from_yrs(exc):
+                raise
+            # yrs may have applied part of it: what memory holds is no longer what the
+            # store and the peers have. Nothing of it was sent or queued for writing.
+            log.error(
+                "room %r: yrs failed on a checked update (%s: %s); reloading the room",
+                self.doc_id,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+            for damaged in self.damage_listeners:
+                damaged(self)
+            raise DocumentDamaged(f"update refused by yrs: {type(exc).__name__}") from None
         self.broadcast(frame if frame is not None else protocol.sync_update(update), origin)
         for listener in self.update_listeners:
             listener(self, update, origin)
@@ -126,3 +159,22 @@ class Room:
     def close_peers(self, code: int, reason: str | None = None) -> None:
         for peer in list(self.peers):
             peer.close(code, reason)
+
+
+def _from_yrs(exc: BaseException) -> bool:
+    """Whether pycrdt raised it: an error, or a Rust panic (PanicException derives
+    from BaseException, so that ``except Exception`` does not catch it)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _check_parents(doc: Doc[Any], parents: list[yupdate.ID]) -> None:
+    """Each parent is in ``doc`` and a shared type (or deleted): yrs would fail part-way
+    on one that is not, and one still to come could be an item that is not."""
+    state = decode_state_vector(doc.get_state())
+    for client, clock in parents:
+        if clock >= state.get(client, 0):
+            raise yupdate.MalformedUpdate("an item's parent is not in the document")
+        # What the document holds of that client from the parent on: it starts there.
+        since = encode_state_vector({**state, client: clock})
+        if yupdate.parent_kind(doc.get_update(since)) == "other":
+            raise yupdate.MalformedUpdate("an item's parent is not a shared type")

@@ -11,8 +11,9 @@ from typing import Any
 from pycrdt import Doc
 
 from . import protocol
+from .closecodes import CloseCode
 from .presence import PresenceLimits
-from .room import Room, RoomState
+from .room import DEFAULT_MAX_DEPTH, Room, RoomState
 from .state import StoredDoc
 
 log = logging.getLogger("collab.rooms")
@@ -28,6 +29,8 @@ class RoomRegistry:
     Concurrent joins of a room that is not open share one load; a room is held while
     anyone uses it and released ``release_delay`` seconds after the last holder goes,
     once ``releaser`` has written it (if that fails, the room stays and is retried).
+    A room whose memory yrs damaged is dropped at once; ``salvager`` writes what it
+    had accepted before, and the next ``acquire`` loads it again from the store.
     """
 
     def __init__(
@@ -36,18 +39,22 @@ class RoomRegistry:
         *,
         attach: Attacher | None = None,
         releaser: Releaser | None = None,
+        salvager: Releaser | None = None,
         release_delay: float = 10.0,
         keepalive_interval: float = 10.0,
         observe: Callable[[str, float], None] | None = None,
+        max_update_depth: int = DEFAULT_MAX_DEPTH,
         presence_limits: PresenceLimits | None = None,
     ) -> None:
         self._loader = loader
         self._attach = attach
         self._releaser = releaser
+        self._salvager = salvager
+        self.max_update_depth = max_update_depth
+        self.presence_limits = presence_limits
         self.release_delay = release_delay
         self.keepalive_interval = keepalive_interval
         self._observe = observe
-        self.presence_limits = presence_limits
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -111,7 +118,13 @@ class RoomRegistry:
         started = time.perf_counter()
         try:
             doc = await self._loader(doc_id)
-            room = Room(doc_id, doc, presence_limits=self.presence_limits)
+            room = Room(
+                doc_id,
+                doc,
+                max_depth=self.max_update_depth,
+                presence_limits=self.presence_limits,
+            )
+            room.damage_listeners.append(self._damaged)
             if self._attach is not None:
                 self._attach(room)
             self.rooms[doc_id] = room
@@ -122,6 +135,27 @@ class RoomRegistry:
             self._observe("load", seconds)
         log.debug("room %r loaded in %.1f ms", doc_id, seconds * 1000)
         return room
+
+    def _damaged(self, room: Room) -> None:
+        if self.rooms.get(room.doc_id) is not room:
+            return
+        del self.rooms[room.doc_id]
+        timer = self._timers.pop(room.doc_id, None)
+        if timer is not None:
+            timer.cancel()
+        room.state = RoomState.CLOSED
+        loop = asyncio.get_running_loop()
+        # After the handler in progress has closed the peer that sent the update with
+        # its own code; the others reconnect and find the room as the store has it.
+        loop.call_soon(room.close_peers, CloseCode.SERVICE_RESTART, "document reloading")
+        self._closing[room.doc_id] = loop.create_task(self._salvage(room))
+
+    async def _salvage(self, room: Room) -> None:
+        try:
+            if self._salvager is not None:
+                await self._salvager(room)
+        finally:
+            del self._closing[room.doc_id]
 
     def _schedule_close(self, room: Room, delay: float) -> None:
         loop = asyncio.get_running_loop()

@@ -25,6 +25,15 @@ class Settings:
         default=8 * 1024 * 1024,
         metadata={"help": "largest WebSocket message accepted, in bytes (1009 above)", "min": 1024},
     )
+    max_update_depth: int = field(
+        default=128,
+        metadata={
+            "help": "deepest nesting of values in a Yjs update (1007 above); JS clients "
+            "fail to open documents nested some thousands deep",
+            "min": 1,
+            "max": 1000,
+        },
+    )
     send_queue_messages: int = field(
         default=4096,
         metadata={"help": "messages queued for one peer before it is closed with 1013", "min": 1},

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pycrdt import Doc
+from pycrdt import Doc, write_var_uint
 from pycrdt import get_update as diff
 
 from .protocol import Reader
@@ -68,6 +68,13 @@ def compact(snapshot: bytes | None, updates: Sequence[bytes]) -> Compacted:
 def decode_state_vector(state: bytes) -> dict[int, int]:
     reader = Reader(state)
     return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
+
+
+def encode_state_vector(state: dict[int, int]) -> bytes:
+    parts = [write_var_uint(len(state))]
+    for client, clock in state.items():
+        parts.append(write_var_uint(client) + write_var_uint(clock))
+    return b"".join(parts)
 
 
 def _beyond(update: bytes, have: dict[int, int]) -> bool:

@@ -42,13 +42,20 @@ class MalformedUpdate(ProtocolError):
     """The bytes are not a Yjs v1 update that collab accepts."""
 
 
+ID = tuple[int, int]  # (client, clock)
+
+
 class _Reader:
-    __slots__ = ("data", "end", "pos")
+    __slots__ = ("data", "end", "gcs", "parents", "pos", "types")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
         self.end = len(data)
+        # Noted only when met (rare): what parent references are checked against.
+        self.parents: list[ID] | None = None
+        self.types: set[ID] | None = None
+        self.gcs: list[tuple[int, int, int]] | None = None  # client, start, end
 
     def uint(self, limit: int = MAX_SAFE_INTEGER) -> int:
         data, pos = self.data, self.pos
@@ -113,26 +120,95 @@ class _Reader:
         return count
 
 
-def check(update: bytes, max_depth: int) -> None:
-    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update."""
+def check(update: bytes, max_depth: int) -> list[ID]:
+    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update.
+
+    The parents it names by ID that it does not hold itself are returned: each must be
+    a shared type (or deleted) in the document, which only the document can tell.
+    """
     reader = _Reader(update)
-    clients: set[int] = set()
+    ranges = _walk(reader, max_depth, None)
+    if reader.parents is None:
+        return []
+    return _outside_parents(reader, ranges)
+
+
+# client -> its structs as (clock, length, encoded bytes), in the update's order
+Structs = dict[int, list[tuple[int, int, bytes]]]
+Deletions = list[tuple[int, int, int]]  # client, clock, length
+
+
+def split(update: bytes) -> tuple[Structs, Deletions]:
+    """A checked update's structs, each as its bytes, and its deletions."""
+    reader = _Reader(update)
+    structs: Structs = {}
+    deletions: Deletions = []
+    _walk(reader, MAX_CLOCK, (structs, deletions))
+    return structs, deletions
+
+
+def _walk(
+    reader: _Reader, max_depth: int, parts: tuple[Structs, Deletions] | None
+) -> dict[int, tuple[int, int]]:
+    """Check the whole update; the clock range each client's structs cover. With
+    ``parts``, each struct's bytes and each deletion are collected there."""
+    ranges: dict[int, tuple[int, int]] = {}
     for _ in range(reader.count()):
         structs = reader.count()
         client = reader.uint()
-        if client in clients:
+        if client in ranges:
             raise MalformedUpdate("a client is listed twice")
-        clients.add(client)
-        clock = reader.uint(MAX_CLOCK)
+        start = clock = reader.uint(MAX_CLOCK)
         if structs == 0:
             raise MalformedUpdate("a client with no structs")
+        spans = None if parts is None else parts[0].setdefault(client, [])
         for _ in range(structs):
-            clock += _struct(reader, max_depth)
+            begin = reader.pos
+            length = _struct(reader, max_depth, client, clock)
+            if spans is not None:
+                spans.append((clock, length, reader.data[begin : reader.pos]))
+            clock += length
             if clock > MAX_CLOCK:
                 raise MalformedUpdate("a clock out of range")
-    _delete_set(reader)
+        ranges[client] = (start, clock)
+    _delete_set(reader, None if parts is None else parts[1])
     if reader.pos != reader.end:
         raise MalformedUpdate("trailing bytes after the update")
+    return ranges
+
+
+def _outside_parents(reader: _Reader, ranges: dict[int, tuple[int, int]]) -> list[ID]:
+    """The parents not in the update; MalformedUpdate if one in it is not a type.
+
+    yrs refuses an item whose parent is neither a type nor deleted, but only after
+    integrating what came before it in the update.
+    """
+    outside = []
+    types = reader.types or set()
+    for parent in reader.parents or ():
+        client, clock = parent
+        held = ranges.get(client)
+        if held is None or not held[0] <= clock < held[1]:
+            outside.append(parent)
+        elif parent not in types and not any(
+            gc_client == client and start <= clock < end
+            for gc_client, start, end in reader.gcs or ()
+        ):
+            raise MalformedUpdate("an item's parent is not a shared type")
+    return outside
+
+
+def parent_kind(diff: bytes) -> str:
+    """What the first struct of ``diff`` (yrs's own encoding) is: "type", "deleted"
+    (garbage-collected) or "other"."""
+    reader = _Reader(diff)
+    if reader.count() == 0:
+        return "other"
+    reader.count()
+    reader.uint()
+    reader.uint()
+    kind = reader.byte() & _BITS5
+    return "type" if kind == _TYPE else "deleted" if kind == _GC else "other"
 
 
 def check_state_vector(state_vector: bytes) -> None:
@@ -144,14 +220,19 @@ def check_state_vector(state_vector: bytes) -> None:
         raise MalformedUpdate("trailing bytes after the state vector")
 
 
-def _struct(reader: _Reader, max_depth: int) -> int:
-    """Check one struct; its length in clock ticks."""
+def _struct(reader: _Reader, max_depth: int, client: int, clock: int) -> int:
+    """Check one struct, the one at ``clock``; its length in clock ticks."""
     info = reader.byte()
     kind = info & _BITS5
     if kind in (_GC, _SKIP):
         if info != kind:
             raise MalformedUpdate("flags on a GC or skip struct")
-        return _length(reader)
+        length = _length(reader)
+        if kind == _GC:
+            if reader.gcs is None:
+                reader.gcs = []
+            reader.gcs.append((client, clock, clock + length))
+        return length
     if info & _ORIGIN:
         reader.uint()
         reader.uint(MAX_CLOCK)
@@ -163,12 +244,18 @@ def _struct(reader: _Reader, max_depth: int) -> int:
         if parent == 1:
             reader.string()
         elif parent == 0:
-            reader.uint()
-            reader.uint(MAX_CLOCK)
+            parent_id = (reader.uint(), reader.uint(MAX_CLOCK))
+            if reader.parents is None:
+                reader.parents = []
+            reader.parents.append(parent_id)
         else:
             raise MalformedUpdate("unknown parent info")
         if info & _PARENT_SUB:
             reader.string()
+    if kind == _TYPE:
+        if reader.types is None:
+            reader.types = set()
+        reader.types.add((client, clock))
     return _content(reader, kind, max_depth)
 
 
@@ -271,7 +358,7 @@ def _any(reader: _Reader, max_depth: int) -> None:
             return
 
 
-def _delete_set(reader: _Reader) -> None:
+def _delete_set(reader: _Reader, deletions: Deletions | None) -> None:
     clients: set[int] = set()
     for _ in range(reader.count()):
         client = reader.uint()
@@ -280,8 +367,11 @@ def _delete_set(reader: _Reader) -> None:
         clients.add(client)
         for _ in range(reader.count()):
             clock = reader.uint(MAX_CLOCK)
-            if clock + _length(reader) > MAX_CLOCK:
+            length = _length(reader)
+            if clock + length > MAX_CLOCK:
                 raise MalformedUpdate("a deletion out of range")
+            if deletions is not None:
+                deletions.append((client, clock, length))
 
 
 def _json(text: str, max_depth: int) -> None:

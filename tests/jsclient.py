@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -68,6 +69,17 @@ class JsClient:
             timeout,
             "the JS client to sync",
         )
+
+    async def dump(self) -> bytes:
+        """The whole document as the JS client holds it, as one v1 update."""
+        count = sum(1 for e in self.events if e["event"] == "dump")
+        await self.command("dump")
+        await eventually(
+            lambda: sum(1 for e in self.events if e["event"] == "dump") > count,
+            what="the JS client's document",
+        )
+        dumps = [e for e in self.events if e["event"] == "dump"]
+        return base64.b64decode(dumps[-1]["update"])
 
     async def text(self) -> str:
         return str((await self.refresh())["text"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from pycrdt import Doc, Text
 
 from collab import protocol
+from collab.closecodes import CloseCode
 from collab.handler import ProtocolHandler
 from collab.peer import Peer
-from collab.room import Room, RoomState
+from collab.room import DocumentDamaged, Room, RoomState
 from collab.rooms import RoomRegistry
 from collab.state import StoredDoc
 from collab.stats import Stats
@@ -108,3 +110,57 @@ async def test_a_room_from_a_stored_snapshot_answers_first_then_builds() -> None
     assert str(room.doc.get("text", type=Text)) == "stored"
     peer.close(1000)
     await peer.wait_closed()
+
+
+class PanicException(BaseException):
+    """Named as pyo3's: a Rust panic reaches Python as a BaseException of this name."""
+
+
+class HalfApplyingDoc(Doc[Any]):
+    """A document whose yrs applies part of one update, then panics."""
+
+    def apply_update(self, update: bytes) -> None:
+        with self.transaction():
+            self.get("text", type=Text).insert(0, "half")
+        raise PanicException("called `Option::unwrap()` on a `None` value")
+
+
+async def test_a_room_yrs_fails_on_is_dropped_and_loaded_again_from_the_store() -> None:
+    loads: list[Doc[Any]] = []
+    salvaged: list[Room] = []
+
+    async def loader(doc_id: str) -> Doc[Any]:
+        doc: Doc[Any] = HalfApplyingDoc() if not loads else Doc()
+        loads.append(doc)
+        return doc
+
+    async def salvager(room: Room) -> bool:
+        salvaged.append(room)
+        return True
+
+    registry = RoomRegistry(loader, salvager=salvager, release_delay=60)
+    room = await registry.acquire("a")
+    written: list[bytes] = []
+    room.update_listeners.append(lambda _room, update, _origin: written.append(update))
+    sender, other = FakeTransport(), FakeTransport()
+    peers = [Peer(sender), Peer(other)]
+    for peer in peers:
+        room.join(peer)
+    sent_before = list(other.sent)
+    source = Doc()
+    source.get("text", type=Text).insert(0, "hello")
+    handler = ProtocolHandler(peers[0], room, Stats())
+    with pytest.raises(DocumentDamaged):
+        handler.receive(protocol.sync_update(source.get_update()))
+    assert "a" not in registry.rooms
+    assert room.state is RoomState.CLOSED
+    assert written == []
+    assert other.sent == sent_before
+    again = await registry.acquire("a")  # waits for the salvage, then loads anew
+    assert salvaged == [room]
+    assert again is not room
+    assert len(loads) == 2
+    await peers[1].wait_closed()
+    assert other.closed is not None
+    assert other.closed[0] == CloseCode.SERVICE_RESTART
+    assert str(again.doc.get("text", type=Text)) == ""

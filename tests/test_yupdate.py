@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, write_var_uint
+from pycrdt import Doc, XmlFragment, write_var_uint
 
 from collab import yupdate
+from collab.protocol import ProtocolError
+from collab.room import DocumentDamaged, Room
+from collab.state import decode_state_vector
 from collab.yupdate import MalformedUpdate
 
 from .corpus import any_update, deep_any, deep_json_format, real_updates
@@ -154,14 +157,73 @@ def mutated_update(draw: st.DrawFn) -> tuple[int, bytes]:
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mutated_update())
 def test_mutated_updates_are_refused_or_applied_whole(case: tuple[int, bytes]) -> None:
-    """yrs panics, raises part-way or crashes on some mutations of real updates: the
-    check refuses every one of those, before yrs sees it."""
+    """yrs panics, raises part-way or crashes on some mutations of real updates: a room
+    refuses every one of those before yrs sees it."""
     position, update = case
-    try:
-        yupdate.check(update, DEPTH)
-    except MalformedUpdate:
-        return
     doc: Doc[Any] = Doc()
     for earlier in real_updates()[:position]:
         doc.apply_update(earlier)
-    doc.apply_update(update)
+    room = Room("fuzz", doc, max_depth=DEPTH)
+    before = doc.get_update()
+    try:
+        room.apply_update(update, "api")
+    except DocumentDamaged:
+        raise AssertionError(f"yrs failed on a checked update: {update.hex()}") from None
+    except ProtocolError:
+        assert doc.get_update() == before
+
+
+def _items(*structs: bytes) -> bytes:
+    return write_var_uint(len(structs)) + b"".join(structs) + b"\x00"
+
+
+def _in_parent(client: int, parent: tuple[int, int], text: bytes = b"Z") -> bytes:
+    """One client's single string item, in the type with ID ``parent``."""
+    return (
+        b"\x01"
+        + write_var_uint(client)
+        + b"\x00\x04\x00"
+        + write_var_uint(parent[0])
+        + write_var_uint(parent[1])
+        + write_var_uint(len(text))
+        + text
+    )
+
+
+def _document() -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    for update in real_updates():
+        doc.apply_update(update)
+    return doc
+
+
+def test_an_item_in_a_parent_that_is_not_a_type_is_refused_whole() -> None:
+    doc = _document()
+    before = doc.get_update()
+    valid = b"\x01\x05\x00\x04\x01\x04text\x01Q"  # client 5 types "Q" at the start
+    # Client 3's item names the document's first character as its parent; yrs would
+    # apply client 5's "Q", then fail.
+    update = _items(valid, _in_parent(3, (4242, 6)))
+    with pytest.raises(MalformedUpdate, match="not a shared type"):
+        Room("a", doc).apply_update(update, "api")
+    assert doc.get_update() == before
+    # The same parent inside the update, as one that is not a type.
+    inside = _items(_in_parent(3, (9, 0)), b"\x01\x09\x00\x04\x01\x04text\x01Q")
+    with pytest.raises(MalformedUpdate, match="not a shared type"):
+        Room("a", doc).apply_update(inside, "api")
+
+
+def test_an_item_in_a_parent_still_to_come_is_refused() -> None:
+    """Held back, it would break the room when the client that owns that ID writes a
+    character there: every later edit of that client would fail."""
+    doc = _document()
+    future = (4242, decode_state_vector(doc.get_state())[4242] + 1)
+    with pytest.raises(MalformedUpdate, match="not in the document"):
+        Room("a", doc).apply_update(_items(_in_parent(3, future)), "api")
+
+
+def test_an_item_in_a_real_type_is_applied() -> None:
+    doc = _document()
+    line = (4242, 1)  # the paragraph's XmlText: an existing shared type, named by its ID
+    Room("a", doc).apply_update(_items(_in_parent(3, line, b"first")), "api")
+    assert "first" in str(doc.get("default", type=XmlFragment))

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import docid
+from .. import docid, yupdate
 from ..fanout import Fanout
 from ..persistence import Persistence
 from ..plaintext import plain_text
+from ..protocol import ProtocolError
 from ..restore import restore
 from ..room import Room
 from ..rooms import RoomRegistry
@@ -165,22 +166,17 @@ async def export_update(request: Request) -> Response:
 
 async def import_update(request: Request) -> Response:
     """Merge a Yjs v1 update into the document: stored and sent to live peers."""
-    limit: int = request.app.state.settings.max_message_size
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"an update may be at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "too_large", f"an update may be at most {limit} bytes")
-    update = bytes(body)
+    _doc_id(request, write=True)  # the token first: nothing unauthorised is parsed
+    settings = request.app.state.settings
+    update = await _body(request, settings.max_message_size)
     try:
-        Doc().apply_update(update)  # a bad body must change nothing: try it on a scratch doc
-    except ValueError:
-        raise ApiError(400, "bad_update", "the body is not a Yjs v1 update") from None
-    async with _room(request, write=True, create=True) as room:
-        room.apply_update(update, "api")
+        # Before the room: a bad body must not even create the document.
+        yupdate.check(update, settings.max_update_depth)
+        async with _room(request, write=True, create=True) as room:
+            room.apply_update(update, "api")
+    except ProtocolError as exc:
+        log.warning("refused an update from %s: %s", _client(request), exc)
+        raise ApiError(400, "bad_update", f"the body is not a Yjs v1 update: {exc}") from None
     return JSONResponse({"applied": len(update)})
 
 
@@ -233,7 +229,7 @@ async def restore_version(request: Request) -> Response:
         restore(scratch, state)
         scratch.unobserve(subscription)
         for update in changes:
-            room.apply_update(update, "restore")
+            room.apply_update(update, "restore", strict=False)
     log.info("restored %r to version %s", room.doc_id, request.path_params["vid"])
     return JSONResponse({"restored": request.path_params["vid"], "backup": _version(backup)})
 

@@ -81,13 +81,20 @@ def create_app(settings: Settings) -> Starlette:
             await fanout.detach(room.doc_id)
         return True
 
+    async def salvage(room: Room) -> bool:
+        if fanout is not None:
+            await fanout.detach(room.doc_id)
+        return await persistence.salvage(room)
+
     registry = RoomRegistry(
         persistence.load if fanout is None else partial(fanout.load, loader=persistence.load),
         attach=attach,
         releaser=release,
+        salvager=salvage,
         release_delay=settings.room_release_delay,
         keepalive_interval=settings.keepalive_interval,
         observe=timings.observe,
+        max_update_depth=settings.max_update_depth,
         presence_limits=PresenceLimits(
             clients_per_peer=settings.max_awareness_clients,
             state_bytes=settings.max_awareness_state,

@@ -7,10 +7,12 @@
 //   {"cmd": "insert", "text": "...", "index"?: n}   insert into Y.Text "text"
 //   {"cmd": "presence", "state": {...} | null}      set the local awareness state
 //   {"cmd": "state"}                                 print text + awareness + status
+//   {"cmd": "dump"}                                  print the whole document as a v1
+//                                                    update (base64)
 //   {"cmd": "server", "url": "ws://HOST:PORT/ws"}    reconnect there from now on (a load
 //                                                    balancer sending it elsewhere)
 //   {"cmd": "exit"}                                   destroy the provider and exit
-// Events printed (one JSON object per line): status, synced, close, state, update.
+// Events printed (one JSON object per line): status, synced, close, state, update, dump.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
@@ -60,6 +62,9 @@ rl.on('line', (line) => {
       break
     case 'state':
       emit(snapshot())
+      break
+    case 'dump':
+      emit({ event: 'dump', update: Buffer.from(Y.encodeStateAsUpdate(doc)).toString('base64') })
       break
     case 'server':
       provider.serverUrl = command.url
