@@ -17,6 +17,7 @@ from typing import Any
 
 from pycrdt import Doc
 
+from . import ymerge
 from .fanout import BUS
 from .room import Origin, Room
 from .state import StoredDoc, build_doc, compact
@@ -73,7 +74,11 @@ class Persistence:
         self.shared = shared
         self._rooms: dict[str, Room] = {}
         self._last_change: dict[str, float] = {}  # doc id -> last change not yet versioned
-        self._pending: dict[str, list[bytes]] = {}
+        # doc id -> its unwritten updates, each with whether it was applied whole
+        self._pending: dict[str, list[tuple[bytes, bool]]] = {}
+        # doc id -> when its oldest unwritten update was accepted (or, for updates that
+        # arrived during a write, when that write began: no later than their arrival)
+        self._unwritten_since: dict[str, float] = {}
         self._log_rows: dict[str, int] = {}
         self._changed_at: dict[str, float] = {}  # doc id -> first change since its snapshot
         self._compact_due: set[str] = set()
@@ -86,6 +91,12 @@ class Persistence:
     @property
     def pending_updates(self) -> int:
         return sum(len(updates) for updates in self._pending.values())
+
+    def write_lag(self) -> float:
+        """Seconds since the oldest update not yet in the database was accepted."""
+        if not self._unwritten_since:
+            return 0.0
+        return max(0.0, self._clock() - min(self._unwritten_since.values()))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -127,8 +138,9 @@ class Persistence:
             # accepted them from a client; logging them again would only waste space.
             return
         pending = self._pending.setdefault(room.doc_id, [])
-        pending.append(update)
+        pending.append((update, room.applied_whole))
         now = self._clock()
+        self._unwritten_since.setdefault(room.doc_id, now)
         self._changed_at.setdefault(room.doc_id, now)
         self._last_change[room.doc_id] = now
         self._wake.set()
@@ -137,36 +149,50 @@ class Persistence:
         return bool(self._pending.get(doc_id))
 
     async def flush(self, doc_id: str) -> bool:
-        """Write the room's queued updates; True when nothing is left unwritten."""
+        """Write the room's queued updates; False if the write failed. Updates that
+        arrive during the write are left for the next one."""
         async with self._lock(doc_id):
             batch = self._pending.get(doc_id)
             if not batch:
                 return True
             count = len(batch)
+            began = self._clock()
             started = time.perf_counter()
             try:
-                rows = await self.store.append(doc_id, batch[:count])
+                rows = await self.store.append(doc_id, log_rows(batch[:count]))
             except DocumentDeleted:
                 log.warning("%d updates to deleted document %r dropped", count, doc_id)
                 del self._pending[doc_id]
+                self._unwritten_since.pop(doc_id, None)
                 return True
             except Exception as exc:
                 self._failed(f"writing {doc_id!r}", exc)
                 if len(batch) > MERGE_PENDING_ABOVE:
-                    merged, pending, _ = compact(None, batch)
-                    batch[:] = [merged, *(batch[i] for i in pending)]
+                    updates = [update for update, _ in batch]
+                    merged, pending, _ = compact(None, updates)
+                    batch[:] = [(merged, False), *((updates[i], False) for i in pending)]
                 return False
             if self._observe is not None:
                 self._observe("flush", time.perf_counter() - started)
             del batch[:count]
-            if not batch:
+            if batch:
+                self._unwritten_since[doc_id] = began
+            else:
                 del self._pending[doc_id]
+                del self._unwritten_since[doc_id]
             self._log_rows[doc_id] = rows
             if rows >= self.snapshot_threshold:
                 self._compact_due.add(doc_id)
                 self._compact_wake.set()
             self._recovered()
-            return not batch
+            return True
+
+    async def _flush_out(self, doc_id: str) -> bool:
+        """Write until nothing of the room is left unwritten; False if a write failed."""
+        while self.has_pending(doc_id):
+            if not await self.flush(doc_id):
+                return False
+        return True
 
     async def compact(self, doc_id: str) -> bool:
         async with self._lock(doc_id):
@@ -185,7 +211,7 @@ class Persistence:
 
     async def release(self, room: Room) -> bool:
         """Write everything of a room about to leave memory; False if that failed."""
-        if not await self.flush(room.doc_id):
+        if not await self._flush_out(room.doc_id):
             return False
         if self.shared and not await self.write_missing(room):
             return False
@@ -200,7 +226,7 @@ class Persistence:
         """Write what a damaged room accepted before yrs failed, and nothing from its
         memory: no version, no compaction, no comparison with the store."""
         delay = self.flush_interval
-        while not await self.flush(room.doc_id):
+        while not await self._flush_out(room.doc_id):
             if await self._stopped_within(delay):
                 return False  # shutdown writes what is still pending
             delay = min(delay * 2, self.retry_max_delay)
@@ -260,9 +286,11 @@ class Persistence:
     def discard(self, doc_id: str) -> None:
         """Forget a deleted document's unwritten updates."""
         self._pending.pop(doc_id, None)
+        self._unwritten_since.pop(doc_id, None)
         self._forget(doc_id)
 
     async def flush_all(self) -> bool:
+        """Write every room's queued updates once; False if any write failed."""
         doc_ids = iter(list(self._pending))
 
         async def writer() -> bool:
@@ -278,7 +306,7 @@ class Persistence:
         """At shutdown: write and compact every room, retrying until ``deadline``."""
         await self.stop()
         delay = self.flush_interval
-        while not await self.flush_all():
+        while not await self.flush_all() or self._pending:
             if time.monotonic() + delay > deadline:
                 log.error(
                     "shutdown: %d updates could not be written: %s",
@@ -298,16 +326,20 @@ class Persistence:
         return doc_id in self._changed_at or bool(self._log_rows.get(doc_id))
 
     async def _flush_loop(self) -> None:
-        delay = self.flush_interval
+        # An update waits at most flush_interval before a write of it begins: behind,
+        # the loop writes continuously; it backs off only while writes fail.
+        failures = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if failures:
+                delay = min(self.flush_interval * 2**failures, self.retry_max_delay)
+            else:
+                delay = max(0.0, self.flush_interval - self.write_lag())
             if await self._stopped_within(delay):
                 return
-            if await self.flush_all():
-                delay = self.flush_interval
-            else:
-                delay = min(delay * 2, self.retry_max_delay)
+            failures = 0 if await self.flush_all() else min(failures + 1, 30)
+            if self._pending:
                 self._wake.set()
 
     async def _compact_loop(self) -> None:
@@ -373,3 +405,20 @@ class Persistence:
         if not self.healthy:
             log.warning("database writes succeed again")
         self.healthy = True
+
+
+def log_rows(batch: list[tuple[bytes, bool]]) -> list[bytes]:
+    """The log rows for a batch: each run of updates that were applied whole, merged
+    into one (group commit); any other update as a row of its own, in order, so that
+    a load applies the log as the room applied the updates."""
+    rows: list[bytes] = []
+    run: list[bytes] = []
+    for update, whole in batch:
+        if whole:
+            run.append(update)
+            continue
+        rows.extend(ymerge.merge(run))
+        run.clear()
+        rows.append(update)
+    rows.extend(ymerge.merge(run))
+    return rows

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from pycrdt import Doc
+from pycrdt import Doc, TransactionEvent
 
 from . import protocol, yupdate
 from .peer import Peer
@@ -50,8 +50,14 @@ class Room:
     ) -> None:
         self.doc_id = doc_id
         self.max_depth = max_depth
-        self._doc = doc if isinstance(doc, Doc) else None
+        self._doc: Doc[Any] | None = None
         self._stored = doc if isinstance(doc, StoredDoc) else None
+        if isinstance(doc, Doc):
+            self._hold(doc)
+        # Whether the last update applied was integrated whole, on its own: none of it
+        # waits for structs still to come, and it completed none that waited.
+        self.applied_whole = False
+        self._integrated: bytes | None = None
         self.presence = Presence(presence_limits, doc_id)
         self.peers: set[Peer] = set()
         self.state = RoomState.OPEN
@@ -73,8 +79,15 @@ class Room:
 
     def build(self) -> None:
         if self._stored is not None:
-            self._doc = self._stored.build()
+            self._hold(self._stored.build())
             self._stored = None
+
+    def _hold(self, doc: Doc[Any]) -> None:
+        self._doc = doc
+        doc.observe(self._on_transaction)
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self._integrated = event.update
 
     @property
     def built(self) -> bool:
@@ -119,6 +132,7 @@ class Room:
         doc = self.doc
         if parents and strict:
             _check_parents(doc, parents)
+        self._integrated = None
         try:
             doc.apply_update(update)
         except BaseException as exc:
@@ -135,6 +149,9 @@ class Room:
             for damaged in self.damage_listeners:
                 damaged(self)
             raise DocumentDamaged(f"update refused by yrs: {type(exc).__name__}") from None
+        # yrs encodes what a transaction integrated: the update itself when it went in
+        # whole, alone (as it does for clients' own edits).
+        self.applied_whole = self._integrated == update
         self.broadcast(frame if frame is not None else protocol.sync_update(update), origin)
         for listener in self.update_listeners:
             listener(self, update, origin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,7 +86,10 @@ class Settings:
     )
     flush_interval: float = field(
         default=0.1,
-        metadata={"help": "seconds between writes of a room's accepted updates", "min": 0.005},
+        metadata={
+            "help": "longest wait of an accepted update before a write of it begins, in seconds",
+            "min": 0.005,
+        },
     )
     snapshot_interval: float = field(
         default=60.0,
@@ -226,6 +230,10 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             meta = f.metadata
+            if isinstance(value, float) and not math.isfinite(value):
+                # inf would pass "min" and mean never (an infinite flush interval writes
+                # nothing until shutdown); nan passes every comparison.
+                raise SettingsError(f"{env_name(f.name)}={value} is not a finite number")
             if "min" in meta and value < meta["min"]:
                 raise SettingsError(
                     f"{env_name(f.name)}={value} is below the minimum {meta['min']}"

@@ -76,12 +76,13 @@ class SqlStore:
             await conn.execute(text("SELECT 1"))
 
     async def load(self, doc_id: str) -> StoredState:
-        async with self._write() as conn:
+        # Reads only: an id that was never used gets its row with its first write, so
+        # visiting a URL stores nothing.
+        async with self.engine.connect() as conn:
             row = (
                 await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
             ).first()
             if row is None:
-                await self._insert_document(conn, doc_id)
                 return StoredState(None, [])
             if row.deleted_at is not None:
                 raise DocumentDeleted(doc_id)
@@ -156,7 +157,7 @@ class SqlStore:
                 .returning(documents.c.id)
             )
             if locked is None:
-                raise DocumentNotFound(doc_id)
+                return 0  # never written: nothing to compact
             snapshot = await conn.scalar(
                 select(snapshots.c.data).where(snapshots.c.doc_id == doc_id)
             )
@@ -274,6 +275,7 @@ class SqlStore:
             size_bytes=len(state),
         )
         async with self._write() as conn:
+            await self._insert_document(conn, doc_id)  # a visited document never edited
             await conn.execute(
                 insert(versions).values(
                     id=info.id,

@@ -52,14 +52,14 @@ class VersionNotFound(LookupError):
 
 class DocumentStore(Protocol):
     async def load(self, doc_id: str) -> StoredState:
-        """The stored state, creating an empty document if the id was never used.
-
-        Raises DocumentDeleted for a tombstoned id.
+        """The stored state; empty if the id was never used (nothing is stored until
+        the first write). Raises DocumentDeleted for a tombstoned id.
         """
         ...
 
     async def append(self, doc_id: str, updates: Sequence[bytes]) -> int:
-        """Add updates to the document's log in one transaction; the log's length after."""
+        """Add updates to the document's log in one transaction, creating the document
+        on its first write; the log's length after."""
         ...
 
     async def compact(self, doc_id: str) -> int:

@@ -105,7 +105,9 @@ async def _equals(value: object, expected: str) -> bool:
 
 
 async def _size(http: httpx.AsyncClient, doc_id: str) -> bool:
-    return bool((await http.get(f"/api/documents/{doc_id}")).json()["size_bytes"])
+    """Whether the document is stored with some content (it is, once it is written)."""
+    response = await http.get(f"/api/documents/{doc_id}")
+    return response.status_code == 200 and bool(response.json()["size_bytes"])
 
 
 async def test_export_import_round_trip(api_server: CollabServer) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .support import CollabServer, migrate
+from .support import CollabServer, eventually, migrate
 from .test_auth import SECRET, token
 from .yclient import YClient
 
@@ -48,6 +48,7 @@ async def test_cross_site_cookie_requests_change_nothing(
     async with YClient(secured.ws_url(doc_id) + f"?token={token()}") as owner:
         owner.append("untouched")
     async with httpx.AsyncClient(base_url=secured.url) as http:
+        await eventually(lambda: _exists(http, doc_id), what="the document to be written")
         # What a form or a no-cors fetch on another site sends: text/plain, the cookie.
         forged = {**_cookie(), "Origin": EVIL, "Content-Type": "text/plain"}
         for path, body in [

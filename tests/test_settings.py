@@ -25,6 +25,8 @@ def test_defaults_and_environment() -> None:
         ({"COLLAB_PORT": "eighty"}, "COLLAB_PORT='eighty' is not a valid int"),
         ({"COLLAB_PORT": "70000"}, "above the maximum"),
         ({"COLLAB_FLUSH_INTERVAL": "0"}, "below the minimum"),
+        ({"COLLAB_FLUSH_INTERVAL": "inf"}, "not a finite number"),
+        ({"COLLAB_SNAPSHOT_INTERVAL": "nan"}, "not a finite number"),
         ({"COLLAB_LOG_FORMAT": "xml"}, "is not one of: text, json"),
         ({"COLLAB_DATABASE_URL": "postgresql://x/y"}, "must name an async driver"),
     ],

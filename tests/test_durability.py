@@ -1,0 +1,210 @@
+"""The loss window under load: every accepted update reaches the database within the
+flush interval plus one write, however busy the room; a flush is one row; a kill -9
+loses nothing older than that; a visited document that was never edited stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from pycrdt import Doc, Text
+
+from collab.persistence import Persistence
+from collab.room import Room
+from collab.sqlstore import SqlStore, create_engine
+from collab.state import build_doc
+
+from .conftest import ServerFactory
+from .support import CollabServer, eventually
+from .yclient import YClient
+
+
+def _keystrokes(count: int) -> list[bytes]:
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    for i in range(count):
+        text.insert(len(text) if i % 5 else 0, "abcdefghij"[i % 10])
+        if i % 17 == 16:
+            del text[0:1]
+    return updates
+
+
+async def test_a_flush_writes_its_batch_as_one_row(database_url: str) -> None:
+    store = SqlStore(create_engine(database_url))
+    persistence = Persistence(store)
+    try:
+        room = Room("grouped", await persistence.load("grouped"))
+        persistence.attach(room)
+        for update in _keystrokes(300):
+            room.apply_update(update, "api")
+        assert await persistence.flush("grouped")
+        stored = await store.load("grouped")
+        assert len(stored.updates) == 1
+        rebuilt = build_doc(stored.snapshot, stored.updates)
+        assert str(rebuilt.get("text", type=Text)) == str(room.doc.get("text", type=Text))
+    finally:
+        await store.close()
+
+
+class SlowStore(SqlStore):
+    """Each write takes ``delay`` seconds; with ``failing`` set, writes fail."""
+
+    delay = 0.03
+    failing = False
+    attempts = 0
+
+    async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+        SlowStore.attempts += 1
+        await asyncio.sleep(self.delay)
+        if self.failing:
+            raise OSError("database unreachable")
+        return await super().append(doc_id, batch)
+
+
+async def test_a_busy_room_is_written_continuously_not_backed_off(sqlite_url: str) -> None:
+    store = SlowStore(create_engine(sqlite_url))
+    persistence = Persistence(store, flush_interval=0.05, retry_max_delay=5.0)
+    persistence.start()
+    try:
+        room = Room("busy", await persistence.load("busy"))
+        persistence.attach(room)
+        backlog = []
+        keystrokes = _keystrokes(2000)
+        deadline = time.monotonic() + 2.0
+        for update in keystrokes:
+            if time.monotonic() > deadline:
+                break
+            room.apply_update(update, "api")  # new updates during every write
+            backlog.append(persistence.pending_updates)
+            await asyncio.sleep(0.002)
+        # A write of each began within the flush interval and took one write (two when
+        # it arrived just as a batch was taken): about 0.11 s of updates, 2 ms apart.
+        assert max(backlog) < 100, max(backlog)
+        await eventually(lambda: persistence.pending_updates == 0, 2, "the last write")
+        assert persistence.healthy
+    finally:
+        await persistence.stop()
+        await store.close()
+
+
+async def test_failing_writes_back_off(sqlite_url: str) -> None:
+    store = SlowStore(create_engine(sqlite_url))
+    persistence = Persistence(store, flush_interval=0.01, retry_max_delay=0.5)
+    persistence.start()
+    try:
+        room = Room("down", await persistence.load("down"))
+        persistence.attach(room)
+        SlowStore.failing = True
+        SlowStore.attempts = 0
+        room.apply_update(_keystrokes(1)[0], "api")
+        await asyncio.sleep(1.5)
+        # 0.01, 0.02, 0.04 ... 0.5 s apart (plus 0.03 s each): about eight, not 40.
+        assert 4 <= SlowStore.attempts <= 12, SlowStore.attempts
+        assert not persistence.healthy
+        SlowStore.failing = False
+        await eventually(lambda: persistence.pending_updates == 0, 3, "the retried write")
+    finally:
+        SlowStore.failing = False
+        await persistence.stop()
+        await store.close()
+
+
+async def _write_for(server: CollabServer, doc_id: str, writers: int, seconds: float) -> list[str]:
+    """``writers`` clients append numbered marks as fast as they are taken, for
+    ``seconds``; each client's marks, in order, with when each was sent."""
+    clients = [YClient(server.ws_url(doc_id)) for _ in range(writers)]
+    for client in clients:
+        await client.connect()
+    await asyncio.gather(*(asyncio.wait_for(c.synced.wait(), 10) for c in clients))
+    deadline = time.monotonic() + seconds
+    sent: list[str] = []
+    i = 0
+    while time.monotonic() < deadline:
+        for w, client in enumerate(clients):
+            mark = f"<{w}:{i}>"
+            client.append(mark)
+            sent.append(mark)
+        i += 1
+        if i % 5 == 0:
+            await asyncio.gather(*(client.flush() for client in clients))
+            await asyncio.sleep(0)
+    await asyncio.gather(*(client.flush() for client in clients))
+    return sent
+
+
+async def test_sustained_load_then_kill_9_loses_nothing(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    server = start_server(database_url)
+    sent = await _write_for(server, "sustained", writers=5, seconds=7)
+    # Sent, so read by the server within a fraction of a second; the window after that
+    # is 0.1 s plus one write.
+    await asyncio.sleep(0.7)
+    server.kill()
+    again = start_server(database_url)
+    async with YClient(again.ws_url("sustained")) as reopened:
+        content = reopened.content()
+    lost = [m for m in sent if m not in content]
+    assert not lost, f"{len(lost)} of {len(sent)} edits lost"
+
+
+async def test_a_kill_during_load_loses_nothing_older_than_the_window(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server()
+    watcher = YClient(server.ws_url("killed"))
+    await watcher.connect()
+    seen: dict[str, float] = {}  # mark -> by when the server had relayed it
+
+    async def watch() -> None:
+        while True:
+            now = time.monotonic()
+            for mark in watcher.content().split(">"):
+                if mark:
+                    seen.setdefault(mark + ">", now)
+            await asyncio.sleep(0.02)
+
+    watching = asyncio.create_task(watch())
+
+    async def kill_soon() -> float:
+        await asyncio.sleep(4.5)
+        server.kill()
+        return time.monotonic()
+
+    killer = asyncio.create_task(kill_soon())
+    await _write_for(server, "killed", writers=3, seconds=6)  # the server goes away
+    killed_at = await killer
+    watching.cancel()
+    again = start_server()
+    async with YClient(again.ws_url("killed")) as reopened:
+        content = reopened.content()
+    relayed_long_before = [m for m, at in seen.items() if at < killed_at - 0.5]
+    assert relayed_long_before
+    lost = [m for m in relayed_long_before if m not in content]
+    assert not lost, f"{len(lost)} of {len(relayed_long_before)} older edits lost"
+
+
+async def test_a_visited_document_that_is_never_edited_stores_nothing(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server()
+    async with YClient(server.ws_url("only-looked-at")) as visitor:
+        visitor.set_presence({"user": {"name": "visitor"}})
+        await visitor.flush()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        listed = (await http.get("/api/documents")).json()["documents"]
+        assert "only-looked-at" not in [d["id"] for d in listed]
+        assert (await http.get("/api/documents/only-looked-at")).status_code == 404
+        async with YClient(server.ws_url("edited")) as writer:
+            writer.append("something")
+
+        async def listed_now() -> bool:
+            documents = (await http.get("/api/documents")).json()["documents"]
+            return "edited" in [d["id"] for d in documents]
+
+        await eventually(listed_now, what="the edited document in the list")

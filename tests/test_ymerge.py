@@ -1,0 +1,99 @@
+"""Group commit's merge: one update that a document applies to the same content as the
+batch it merges, whatever the batch holds."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from collab import ymerge, yupdate
+from collab.persistence import log_rows
+from collab.room import Room
+
+from .corpus import content, real_updates
+from .test_yupdate import mutated_update
+
+EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "300"))
+
+
+def _applied(updates: list[bytes], base: tuple[bytes, ...] = ()) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    for update in (*base, *updates):
+        doc.apply_update(update)
+    return doc
+
+
+def test_a_session_merges_into_one_update_of_the_same_content() -> None:
+    updates = list(real_updates())
+    merged = ymerge.merge(updates)
+    assert len(merged) == 1
+    yupdate.check(merged[0], 128)
+    assert content(merged[0]) == content(_applied(updates).get_update())
+    assert _applied(merged).get_state() == _applied(updates).get_state()
+
+
+def test_batches_after_a_base_merge_to_the_same_content() -> None:
+    updates = real_updates()
+    for cut in (1, 10, 40, 90):
+        base, batch = updates[:cut], list(updates[cut : cut + 25])
+        merged = ymerge.merge(batch)
+        assert len(merged) == 1
+        one, separate = _applied(merged, base), _applied(batch, base)
+        assert content(one.get_update()) == content(separate.get_update())
+        assert one.get_state() == separate.get_state()
+
+
+def test_duplicates_and_gaps() -> None:
+    updates = list(real_updates())
+    batch = [updates[5], updates[7], updates[5], updates[9]]
+    merged = ymerge.merge(batch)
+    assert len(merged) == 1
+    base = tuple(updates[:5])
+    rest = [u for i, u in enumerate(updates) if i > 5 and i not in (7, 9)]
+    assert content(_applied([*merged, *rest], base).get_update()) == content(
+        _applied(updates).get_update()
+    )
+
+
+def test_forged_overlaps_are_left_unmerged() -> None:
+    a: Doc[Any] = Doc(client_id=7)
+    a.get("text", type=Text).insert(0, "abc")
+    b: Doc[Any] = Doc(client_id=7)
+    b.get("text", type=Text).insert(0, "xy")
+    batch = [a.get_update(), b.get_update()]
+    assert ymerge.merge(batch) == batch
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.one_of(mutated_update(), st.integers(0, 127).map(lambda i: (i, b""))),
+        min_size=2,
+        max_size=12,
+    ),
+    st.integers(0, 127),
+)
+def test_the_log_rows_of_what_a_room_accepts_rebuild_what_it_holds(
+    cases: list[tuple[int, bytes]], cut: int
+) -> None:
+    """Real updates and accepted mutations of them, in any order, after any base: the
+    log rows of what the room accepted rebuild what it holds."""
+    updates = real_updates()
+    doc = _applied([], updates[:cut])
+    room = Room("merge", doc)
+    accepted = []
+    for position, mutated in cases:
+        update = mutated or updates[position]
+        try:
+            room.apply_update(update, "api")
+        except yupdate.MalformedUpdate:
+            continue
+        accepted.append((update, room.applied_whole))
+    rows = log_rows(accepted)
+    rebuilt = _applied(rows, updates[:cut])
+    assert content(rebuilt.get_update()) == content(doc.get_update())
+    assert rebuilt.get_state() == doc.get_state()
