@@ -90,9 +90,16 @@ def _serve(settings: Settings) -> int:
 
     from .migrate import SchemaOutOfDate, check_schema
     from .sqlstore import create_engine
+    from .web import dependencies
     from .web.app import create_app
     from .web.httpprotocol import header_deadline_protocol
     from .web.wsprotocol import BatchingWebSocketProtocol
+
+    try:
+        dependencies.check()
+    except dependencies.UntestedDependency as exc:
+        print(f"collab: error: {exc}", file=sys.stderr)
+        return 1
 
     async def check() -> None:
         engine = create_engine(settings.database_url)

@@ -1,7 +1,7 @@
 """The y-websocket wire protocol (y-protocols): message types and a strict codec.
 
-Encoding reuses pycrdt's helpers; decoding is our own because every byte read from a
-peer must be bounds-checked, and pycrdt's decoder trusts its input.
+Encoding reuses pycrdt's public helpers; decoding is our own because every byte read
+from a peer must be bounds-checked, and pycrdt's decoder trusts its input.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from pycrdt import create_awareness_message, create_update_message, write_var_uint
-from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
 
 
 class MessageType(IntEnum):
@@ -136,11 +135,13 @@ def decode(frame: bytes) -> Message:
 
 
 def sync_step1(state_vector: bytes) -> bytes:
-    return create_sync_step1_message(state_vector)
+    return (
+        bytes([MessageType.SYNC, SyncType.STEP1]) + write_var_uint(len(state_vector)) + state_vector
+    )
 
 
 def sync_step2(update: bytes) -> bytes:
-    return create_sync_step2_message(update)
+    return bytes([MessageType.SYNC, SyncType.STEP2]) + write_var_uint(len(update)) + update
 
 
 def sync_update(update: bytes) -> bytes:
