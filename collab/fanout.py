@@ -38,8 +38,9 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, write_var_uint
 
+from . import yupdate
 from .protocol import EMPTY_UPDATE, ProtocolError, Reader
-from .room import Origin, Room
+from .room import DEFAULT_MAX_DEPTH, Origin, Room
 from .state import StoredDoc
 from .store import DocumentDeleted
 
@@ -473,6 +474,9 @@ class Fanout:
             link.room.apply_update(update, BUS, strict=False)
             return
         assert link.doc is not None
+        # Checked as a client's would be (MalformedUpdate is a ProtocolError): the room
+        # that takes this document over will hold what yrs made of it.
+        yupdate.check(update, DEFAULT_MAX_DEPTH)
         try:
             link.doc.apply_update(update)
         except ValueError as exc:
@@ -499,6 +503,7 @@ class Fanout:
 
     def _answer(self, link: _Link, query: Message) -> None:
         assert link.doc is not None
+        yupdate.check_state_vector(query.a)
         try:
             missing = link.doc.get_update(query.a)
         except ValueError as exc:

@@ -18,6 +18,7 @@ from collab.presence import Presence
 from collab.protocol import ProtocolError
 from collab.room import Room
 
+from .corpus import deep_any
 from .support import eventually
 from .test_peer import FakeTransport
 
@@ -375,3 +376,19 @@ async def test_a_room_stops_publishing_when_the_other_process_leaves(hub: Hub) -
     edit(room_a, " alone")
     await asyncio.sleep(0.05)
     assert _published(a, Kind.UPDATE) == 1
+
+
+async def test_a_crafted_update_from_the_bus_is_checked_before_a_room_holds_it(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = Process(hub, {})
+
+    async def load(doc_id: str) -> Doc[Any]:
+        return Doc()
+
+    doc = await a.fanout.load("doc", load)  # open, not yet attached to a room
+    crafted = Message(Kind.UPDATE, "intruder", "", deep_any(26_000)).encode()
+    with caplog.at_level(logging.WARNING, "collab.fanout"):
+        a.fanout.received(a.fanout.channel("doc"), crafted)
+    assert "nested deeper than" in caplog.text
+    assert doc.get_update() == protocol.EMPTY_UPDATE
