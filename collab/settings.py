@@ -114,6 +114,14 @@ class Settings:
         default=5.0,
         metadata={"help": "longest pause between retries of a failed database write", "min": 0.01},
     )
+    max_write_lag: float = field(
+        default=5.0,
+        metadata={
+            "help": "seconds the oldest accepted update may wait to be written; past it /readyz "
+            "answers 503 and writers' changes are not read until writes catch up",
+            "min": 0.05,
+        },
+    )
     shutdown_timeout: float = field(
         default=10.0,
         metadata={"help": "seconds allowed for writing rooms at shutdown", "min": 0.1},
@@ -178,11 +186,17 @@ class Settings:
     )
     messages_per_second: float = field(
         default=1000.0,
-        metadata={"help": "messages one connection may send per second (1008 above)", "min": 1},
+        metadata={
+            "help": "messages one connection may send per second (above, it is read slower)",
+            "min": 1,
+        },
     )
     bytes_per_second: int = field(
         default=8 * 1024 * 1024,
-        metadata={"help": "bytes one connection may send per second (1008 above)", "min": 1024},
+        metadata={
+            "help": "bytes one connection may send per second (above, it is read slower)",
+            "min": 1024,
+        },
     )
     max_json_body: int = field(
         default=64 * 1024,
@@ -257,6 +271,8 @@ class Settings:
             raise SettingsError(
                 "COLLAB_REDIS_PROCESS_TIMEOUT must exceed twice COLLAB_REDIS_HEARTBEAT_INTERVAL"
             )
+        if self.max_write_lag <= self.flush_interval:
+            raise SettingsError("COLLAB_MAX_WRITE_LAG must exceed COLLAB_FLUSH_INTERVAL")
         if "+" not in self.database_url.split("://", 1)[0]:
             raise SettingsError(
                 f"COLLAB_DATABASE_URL={self.database_url!r} must name an async driver, "

@@ -16,6 +16,7 @@ class Stats:
     bytes_received: int = 0
     updates_received: int = 0
     updates_refused: int = 0
+    throttled_seconds: float = 0.0  # waited by readers of peers over their rate
     # Of peers that are gone; live peers keep their own counts until they close.
     frames_sent: int = 0
     bytes_sent: int = 0

@@ -140,21 +140,6 @@ async def test_cross_origin_upgrade_is_refused(secured: CollabServer, doc_id: st
     await same.close()
 
 
-async def test_message_rate_limit_closes_only_the_flooder(
-    start_server: ServerFactory, doc_id: str
-) -> None:
-    server = start_server(messages_per_second="20")
-    async with YClient(server.ws_url(doc_id)) as calm, YClient(server.ws_url(doc_id)) as flood:
-        for i in range(200):
-            flood.set_presence({"n": i})
-        await flood.wait_closed()
-        assert flood.close_code == CloseCode.POLICY_VIOLATION
-        calm.append("still here")
-        async with YClient(server.ws_url(doc_id)) as late:
-            await eventually(lambda: late.content() == "still here")
-    assert "over its rate limit" in server.log()
-
-
 async def test_connections_per_client_are_limited(start_server: ServerFactory, doc_id: str) -> None:
     server = start_server(max_connections_per_client="3")
     opened = [YClient(server.ws_url(doc_id)) for _ in range(3)]

@@ -216,7 +216,7 @@ async def test_joiner_on_a_fresh_process_sees_presence(cluster: Cluster, doc_id:
 async def test_joiner_on_another_process_gets_unflushed_edits_in_its_first_sync(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
-    a = cluster.start(flush_interval="30")  # A holds its edits in memory
+    a = cluster.start(flush_interval="30", max_write_lag="60")  # A holds its edits in memory
     b = cluster.start()
     async with YClient(a.ws_url(doc_id)) as alice:
         for i in range(20):
@@ -304,7 +304,7 @@ async def test_editing_goes_on_through_a_redis_outage(
 async def test_a_killed_process_loses_no_edit(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
-    a = cluster.start(flush_interval="30")  # A writes nothing before it dies
+    a = cluster.start(flush_interval="30", max_write_lag="60")  # A writes nothing before it dies
     b = cluster.start()
     async with YClient(b.ws_url(doc_id)) as bob, JsClient(a.ws_base, doc_id) as js:
         await js.wait_synced()
@@ -357,7 +357,7 @@ async def test_a_killed_process_loses_no_edit(
 async def test_edits_a_killed_process_handed_over_at_a_join_are_not_lost(
     cluster: Cluster, postgres_url: str, doc_id: str
 ) -> None:
-    a = cluster.start(flush_interval="30")  # A writes nothing before it dies
+    a = cluster.start(flush_interval="30", max_write_lag="60")  # A writes nothing before it dies
     b = cluster.start()
     async with YClient(a.ws_url(doc_id)) as alice:
         alice.append("<only in memory>")

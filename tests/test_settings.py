@@ -28,6 +28,7 @@ def test_defaults_and_environment() -> None:
         ({"COLLAB_FLUSH_INTERVAL": "inf"}, "not a finite number"),
         ({"COLLAB_SNAPSHOT_INTERVAL": "nan"}, "not a finite number"),
         ({"COLLAB_LOG_FORMAT": "xml"}, "is not one of: text, json"),
+        ({"COLLAB_MAX_WRITE_LAG": "0.1"}, "must exceed COLLAB_FLUSH_INTERVAL"),
         ({"COLLAB_DATABASE_URL": "postgresql://x/y"}, "must name an async driver"),
     ],
 )

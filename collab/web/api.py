@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import docid, yupdate
 from ..fanout import Fanout
+from ..health import Health
 from ..persistence import Persistence
 from ..plaintext import plain_text
 from ..protocol import ProtocolError
@@ -66,14 +67,12 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    persistence: Persistence = request.app.state.persistence
-    failing: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(persistence.store.ping(), READY_TIMEOUT)
-    except Exception as exc:
-        failing["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    if not persistence.healthy and "database" not in failing:
-        failing["database"] = f"writes failing: {persistence.last_error}"
+    # The database's part is the state collab_database_healthy reports, the ping
+    # refreshed first.
+    health: Health = request.app.state.health
+    await health.check_database()
+    health.sample()
+    failing = health.problems()
     fanout: Fanout | None = request.app.state.fanout
     if fanout is not None:
         try:

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from ..auth import TokenVerifier
 from ..closecodes import CloseCode
 from ..fanout import Fanout
+from ..health import Health
 from ..migrate import check_schema
 from ..persistence import Persistence
 from ..presence import PresenceLimits
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> Starlette:
         version_retention=settings.version_retention,
         shared=bool(settings.redis_url),
     )
+    health = Health(persistence, store.ping, max_write_lag=settings.max_write_lag)
     fanout = _fanout(settings, persistence, lambda doc_id: forget(doc_id))
 
     def forget(doc_id: str) -> None:
@@ -101,7 +103,7 @@ def create_app(settings: Settings) -> Starlette:
             clients_per_room=settings.max_room_awareness_clients,
         ),
     )
-    metrics.register(RuntimeCollector(registry, persistence, stats, fanout))
+    metrics.register(RuntimeCollector(registry, persistence, health, stats, fanout))
     verifier = (
         TokenVerifier(settings.auth_secret, settings.public_key_pem)
         if settings.auth_secret or settings.auth_public_key
@@ -127,6 +129,7 @@ def create_app(settings: Settings) -> Starlette:
         gc.collect()
         gc.freeze()
         persistence.start()
+        health.start()
         registry.start()
         if fanout is not None:
             fanout.start()
@@ -144,6 +147,7 @@ def create_app(settings: Settings) -> Starlette:
                     if time.monotonic() < deadline:
                         await persistence.write_missing(room)
                 await fanout.close()
+            await health.stop()
             await store.close()
 
     app = CollabApp(
@@ -153,13 +157,14 @@ def create_app(settings: Settings) -> Starlette:
             Route("/openapi.json", openapi),
             *_pages(),
         ],
-        sync=SyncEndpoint(registry, settings, stats, access),
+        sync=SyncEndpoint(registry, settings, stats, access, health),
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},
         middleware=[Middleware(CsrfGuard, access=access, body_type=api.body_type)],
     )
     app.state.settings = settings
     app.state.persistence = persistence
+    app.state.health = health
     app.state.registry = registry
     app.state.fanout = fanout
     app.state.forget = forget

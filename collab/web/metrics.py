@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..fanout import Fanout
+from ..health import Health
 from ..persistence import Persistence
 from ..rooms import RoomRegistry
 from ..stats import Stats
@@ -43,11 +44,13 @@ class RuntimeCollector(Collector):
         self,
         rooms: RoomRegistry,
         persistence: Persistence,
+        health: Health,
         stats: Stats,
         fanout: Fanout | None = None,
     ) -> None:
         self.rooms = rooms
         self.persistence = persistence
+        self.health = health
         self.stats = stats
         self.fanout = fanout
 
@@ -61,10 +64,16 @@ class RuntimeCollector(Collector):
             "Accepted updates waiting to be written to the database",
             self.persistence.pending_updates,
         )
+        # The same state /readyz answers from.
         yield GaugeMetricFamily(
             "collab_database_healthy",
-            "1 while database writes succeed",
-            1 if self.persistence.healthy else 0,
+            "1 while the database answers, writes succeed and are not behind",
+            1 if self.health.database_healthy else 0,
+        )
+        yield GaugeMetricFamily(
+            "collab_write_lag_seconds",
+            "Age of the oldest accepted update not yet written to the database",
+            self.health.write_lag,
         )
         yield CounterMetricFamily(
             "collab_peers_opened", "Peers accepted since start", stats.peers_opened
@@ -87,6 +96,11 @@ class RuntimeCollector(Collector):
         )
         yield CounterMetricFamily(
             "collab_messages_received", "WebSocket messages received", stats.frames_received
+        )
+        yield CounterMetricFamily(
+            "collab_throttled_seconds",
+            "Seconds connections over their message or byte rate were not read",
+            stats.throttled_seconds,
         )
         yield CounterMetricFamily(
             "collab_messages_sent",

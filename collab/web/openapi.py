@@ -111,7 +111,7 @@ SPEC: dict[str, Any] = {
         },
         "/readyz": {
             "get": {
-                "summary": "the database (and writes) and Redis, if configured, answer",
+                "summary": "the database answers, writes keep up, and so does Redis if configured",
                 "responses": {"200": _json("Status"), "503": _json("Status", "not ready")},
             }
         },

@@ -19,6 +19,7 @@ from .. import docid
 from ..auth import Grant
 from ..closecodes import CloseCode
 from ..handler import ProtocolHandler
+from ..health import Health
 from ..logs import Repeats
 from ..peer import Peer, PeerState
 from ..presence import PresenceRefused
@@ -39,7 +40,7 @@ LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's fai
 
 
 class AsgiTransport:
-    __slots__ = ("_batches", "_reader", "_send", "aborted", "write_now")
+    __slots__ = ("_batches", "_reader", "_send", "aborted", "closing", "write_now")
 
     def __init__(self, send: Send, reader: asyncio.Task[object], scope: Scope) -> None:
         self._send = send
@@ -49,6 +50,8 @@ class AsgiTransport:
         # The server's own, called by peers with no layer between: it runs per peer
         # per message.
         self.write_now: Callable[[bytes], bool] = (frames or {}).get("write_now", _never)
+        # Whether the connection is going, for a reader holding its next receive.
+        self.closing: Callable[[], bool] = (frames or {}).get("closing", _not_closing)
         self.aborted = False
 
     async def send(self, frame: bytes) -> None:
@@ -73,6 +76,15 @@ def _never(frame: bytes) -> bool:
     return False
 
 
+def _not_closing() -> bool:
+    return False
+
+
+# Messages that change the document (sync step 2, update): a writer's wait while
+# writes are behind. Sync step 1 (a request for the document) and awareness go on.
+_CHANGES = (b"\x00\x01", b"\x00\x02")
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     """A WebSocket that passed every check before accept, and what it was granted."""
@@ -89,12 +101,18 @@ class SyncEndpoint:
     """ASGI app for ``/ws/{doc_id}``."""
 
     def __init__(
-        self, registry: RoomRegistry, settings: Settings, stats: Stats, access: Access
+        self,
+        registry: RoomRegistry,
+        settings: Settings,
+        stats: Stats,
+        access: Access,
+        health: Health,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.stats = stats
         self.access = access
+        self.health = health
         self.load_failures = Repeats(LOAD_FAILURE_INTERVAL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,7 +206,8 @@ class SyncEndpoint:
         expiry = _close_at_expiry(peer, grant)
         room.join(peer)
         try:
-            await self._read(conn.receive, peer, ProtocolHandler(peer, room, self.stats))
+            handler = ProtocolHandler(peer, room, self.stats)
+            await self._read(conn.receive, peer, handler, transport.closing)
         except asyncio.CancelledError:
             if not transport.aborted:
                 raise
@@ -209,15 +228,21 @@ class SyncEndpoint:
             peer.close_reason,
         )
 
-    async def _read(self, receive: Receive, peer: Peer, handler: ProtocolHandler) -> None:
-        max_size = self.settings.max_message_size
+    async def _read(
+        self,
+        receive: Receive,
+        peer: Peer,
+        handler: ProtocolHandler,
+        closing: Callable[[], bool],
+    ) -> None:
+        settings = self.settings
+        max_size = settings.max_message_size
         stats = self.stats
-        messages = TokenBucket(
-            self.settings.messages_per_second, 2 * self.settings.messages_per_second
-        )
-        volume = TokenBucket(
-            self.settings.bytes_per_second, max_size + self.settings.bytes_per_second
-        )
+        health = self.health
+        # Flow control, not a policy: a peer over its rate is not read again until its
+        # budget refills, so TCP slows its sender down; it is never closed for it.
+        messages = TokenBucket(settings.messages_per_second, 2 * settings.messages_per_second)
+        volume = TokenBucket(settings.bytes_per_second, max_size + settings.bytes_per_second)
         while peer.state is PeerState.OPEN:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -230,26 +255,41 @@ class SyncEndpoint:
             if data is None:
                 _refuse(peer, "a text frame")
                 peer.close(CloseCode.UNSUPPORTED_DATA, "text frames are not part of the protocol")
-            elif len(data) > max_size:
+                continue
+            if len(data) > max_size:
                 _refuse(peer, f"a {len(data)}-byte message")
                 peer.close(CloseCode.MESSAGE_TOO_BIG)
-            elif not (messages.take() and volume.take(len(data))):
-                _refuse(peer, "messages over its rate limit")
-                peer.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-            else:
-                stats.frames_received += 1
-                stats.bytes_received += len(data)
-                try:
-                    handler.receive(data)
-                except PresenceRefused as exc:
-                    _refuse(peer, exc.args[0])
-                    peer.close(exc.code, exc.reason)
-                except UnknownMessage as exc:
-                    _refuse(peer, f"an unknown message ({exc})")
-                    peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
-                except ProtocolError as exc:
-                    _refuse(peer, f"a malformed message ({exc})")
-                    peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+                continue
+            if health.behind and peer.can_write and data.startswith(_CHANGES):
+                await self._hold(peer, closing)
+                if peer.state is not PeerState.OPEN or closing():
+                    continue  # not applied: its client sends it again when it reconnects
+            stats.frames_received += 1
+            stats.bytes_received += len(data)
+            try:
+                handler.receive(data)
+            except PresenceRefused as exc:
+                _refuse(peer, exc.args[0])
+                peer.close(exc.code, exc.reason)
+            except UnknownMessage as exc:
+                _refuse(peer, f"an unknown message ({exc})")
+                peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
+            except ProtocolError as exc:
+                _refuse(peer, f"a malformed message ({exc})")
+                peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+            wait = messages.charge()
+            wait_bytes = volume.charge(len(data))
+            if wait or wait_bytes:
+                wait = max(wait, wait_bytes)
+                stats.throttled_seconds += wait
+                await asyncio.sleep(wait)
+
+    async def _hold(self, peer: Peer, closing: Callable[[], bool]) -> None:
+        """Wait, with the peer's socket unread, until writes catch up (or it goes)."""
+        health = self.health
+        log.debug("peer %s (%s) held until writes catch up", peer.id, peer.client)
+        while health.behind and peer.state is PeerState.OPEN and not closing():
+            await health.next_sample()
 
 
 class CollabApp(Starlette):

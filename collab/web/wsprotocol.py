@@ -1,4 +1,4 @@
-"""uvicorn's websockets-sansio protocol with two additions for the sync endpoint,
+"""uvicorn's websockets-sansio protocol with three additions for the sync endpoint,
 announced in the scope as ``extensions[FRAMES]``:
 
 - ``write_now(payload) -> bool``: take one binary message for the socket at once, if
@@ -12,8 +12,16 @@ announced in the scope as ``extensions[FRAMES]``:
   system calls for all of them, not one each.
 - one ASGI send may carry several binary messages (``message[FRAMES]``), written in
   one call: a peer that fell behind costs one write for its whole queue.
+- ``closing() -> bool``: whether the connection is going (closed by either side, or
+  by the server's shutdown), for an app that waits before its next receive.
 
 Under any other ASGI server the app sends one message at a time.
+
+uvicorn reads a socket only while the app takes what was read: after each message,
+reading pauses until the app's next receive. An app that holds its reads (a rate
+limit, a database that is behind) so makes TCP push back on the sender, but a pong
+behind the held messages is not read either; a missing pong then means a held peer,
+not a dead one, and the timeout waits another round instead of closing it.
 
 A sync socket lives for hours, so the protocol is also leaner than uvicorn's: its
 receive queue and writable flag hold no deques (asyncio.Queue holds four, 3 KB), and
@@ -170,7 +178,19 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             extension: dict[object, object] = {}
             if not self.conn.extensions:
                 extension["write_now"] = self.write_now
+            extension["closing"] = self.closing
             self.scope["extensions"][FRAMES] = extension
+
+    def closing(self) -> bool:
+        return self.close_sent or self.disconnected or self.transport.is_closing()
+
+    def keepalive_timeout(self) -> None:
+        if not self.queue.empty():
+            # The app holds what was read: the pong may be in the socket behind it.
+            assert self.ping_timeout is not None
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -5,6 +5,8 @@
 //
 // Commands (one JSON object per line on stdin):
 //   {"cmd": "insert", "text": "...", "index"?: n}   insert into Y.Text "text"
+//   {"cmd": "type", "text": "..."}                   append it one character per update,
+//                                                    as fast as it can; prints "typed"
 //   {"cmd": "presence", "state": {...} | null}      set the local awareness state
 //   {"cmd": "state"}                                 print text + awareness + status
 //   {"cmd": "dump"}                                  print the whole document as a v1
@@ -12,7 +14,8 @@
 //   {"cmd": "server", "url": "ws://HOST:PORT/ws"}    reconnect there from now on (a load
 //                                                    balancer sending it elsewhere)
 //   {"cmd": "exit"}                                   destroy the provider and exit
-// Events printed (one JSON object per line): status, synced, close, state, update, dump.
+// Events printed (one JSON object per line): status, synced, close, state, update, dump,
+// typed.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
@@ -56,6 +59,10 @@ rl.on('line', (line) => {
   switch (command.cmd) {
     case 'insert':
       text.insert(command.index ?? text.length, command.text)
+      break
+    case 'type':
+      for (const char of command.text) text.insert(text.length, char)
+      emit({ event: 'typed' })
       break
     case 'presence':
       provider.awareness.setLocalState(command.state)
