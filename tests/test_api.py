@@ -166,5 +166,5 @@ async def test_deep_or_large_json_is_refused_and_the_server_answers(
         assert (await http.get("/healthz")).status_code == 200
         assert (await http.post("/api/documents", json={})).status_code == 201
     log = shared_server.log()
-    assert log.count("refused a JSON body nested too deeply") == 2
+    assert log.count("400 bad_json: the request body is nested too deeply") == 2
     assert "Traceback" not in log

@@ -174,7 +174,6 @@ async def import_update(request: Request) -> Response:
         async with _room(request, write=True, create=True) as room:
             room.apply_update(update, "api")
     except ProtocolError as exc:
-        log.warning("refused an update from %s: %s", _client(request), exc)
         raise ApiError(400, "bad_update", f"the body is not a Yjs v1 update: {exc}") from None
     return JSONResponse({"applied": len(update)})
 
@@ -337,7 +336,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
         raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
     except RecursionError:
         # The C decoder recurses once per level: a body nested thousands deep.
-        log.warning("refused a JSON body nested too deeply from %s", _client(request))
         raise ApiError(400, "bad_json", "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "the request body must be a JSON object")
@@ -355,8 +353,3 @@ async def _body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise ApiError(413, "too_large", f"a request body may be at most {limit} bytes")
     return bytes(body)
-
-
-def _client(request: Request) -> str:
-    client = request.client
-    return f"{client.host}:{client.port}" if client else "unknown"

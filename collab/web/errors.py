@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger("collab.api")
+
+# Refusals of a caller's input or credentials: each gets one warning line.
+_REFUSALS = frozenset((400, 401, 403, 413, 415, 429))
 
 
 class ApiError(Exception):
@@ -19,8 +26,19 @@ def error_body(error: str, detail: str) -> dict[str, str]:
     return {"error": error, "detail": detail}
 
 
-async def api_error(_request: Request, exc: Exception) -> Response:
+async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    client = request.client
+    log.log(
+        logging.WARNING if exc.status in _REFUSALS else logging.INFO,
+        "refused %s %s from %s: %d %s: %s",
+        request.method,
+        request.url.path[:200],
+        f"{client.host}:{client.port}" if client else "unknown",
+        exc.status,
+        exc.error,
+        exc.detail,
+    )
     return JSONResponse(error_body(exc.error, exc.detail), exc.status)
 
 
