@@ -248,15 +248,21 @@ class SqlStore:
                 )
         return DocumentInfo(doc_id, now, now, 0)
 
-    async def delete_document(self, doc_id: str) -> None:
+    async def delete_document(self, doc_id: str, *, unwritten: bool = False) -> None:
         now = utcnow()
+        tombstone = (
+            update(documents)
+            .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
+            .values(deleted_at=now, updated_at=now, size_bytes=0, log_rows=0)
+            .returning(documents.c.id)
+        )
         async with self._write() as conn:
-            tombstoned = await conn.scalar(
-                update(documents)
-                .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
-                .values(deleted_at=now, updated_at=now, size_bytes=0, log_rows=0)
-                .returning(documents.c.id)
-            )
+            tombstoned = await conn.scalar(tombstone)
+            if tombstoned is None and unwritten:
+                # A document open in memory and not yet written: its row, as a
+                # tombstone; or, if a write created the row meanwhile, that row.
+                await self._insert_document(conn, doc_id, now)
+                tombstoned = await conn.scalar(tombstone)
             if tombstoned is None:
                 raise DocumentNotFound(doc_id)
             await conn.execute(delete(updates).where(updates.c.doc_id == doc_id))

@@ -78,8 +78,9 @@ class DocumentStore(Protocol):
 
     async def create_document(self, doc_id: str) -> DocumentInfo: ...
 
-    async def delete_document(self, doc_id: str) -> None:
-        """Drop the content and tombstone the id; DocumentNotFound if there is none."""
+    async def delete_document(self, doc_id: str, *, unwritten: bool = False) -> None:
+        """Drop the content and tombstone the id; DocumentNotFound if there is none
+        (``unwritten``: the document is open in memory, perhaps not written yet)."""
         ...
 
     async def add_version(

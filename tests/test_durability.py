@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import pytest
 from pycrdt import Doc, Text
+from websockets.exceptions import InvalidStatus
 
 from collab.persistence import Persistence
 from collab.room import Room
@@ -208,3 +210,20 @@ async def test_a_visited_document_that_is_never_edited_stores_nothing(
             return "edited" in [d["id"] for d in documents]
 
         await eventually(listed_now, what="the edited document in the list")
+
+
+async def test_an_open_document_not_yet_written_can_be_deleted(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(flush_interval="30", max_write_lag="60")  # nothing written meanwhile
+    async with YClient(server.ws_url("unwritten")) as writer:
+        writer.append("not yet stored")
+        await writer.flush()
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/api/documents/unwritten")).status_code == 404
+            assert (await http.delete("/api/documents/unwritten")).status_code == 204
+            await writer.wait_closed()
+            assert (await http.delete("/api/documents/unwritten")).status_code == 404
+    with pytest.raises(InvalidStatus) as refused:  # tombstoned: it cannot come back
+        await YClient(server.ws_url("unwritten")).connect()
+    assert refused.value.response.status_code == 410

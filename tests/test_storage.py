@@ -336,18 +336,20 @@ async def test_sqlite_write_transactions_queue_rather_than_sleep(sqlite_url: str
     # asleep for up to 100 ms a time; the store queues its own writes instead.
     engine = create_engine(sqlite_url)
     store = SqlStore(engine)
-    open_now = most = 0
+    writing: set[int] = set()  # connections inside a transaction that has written
+    most = 0
 
-    def began(_conn: Any) -> None:
-        nonlocal open_now, most
-        open_now += 1
-        most = max(most, open_now)
+    def executing(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal most
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            writing.add(id(conn))
+            most = max(most, len(writing))
 
-    def ended(_conn: Any) -> None:
-        nonlocal open_now
-        open_now -= 1
+    def ended(conn: Any) -> None:
+        writing.discard(id(conn))
 
-    event.listen(engine.sync_engine, "begin", began)
+    # Loads only read (a document's row comes with its first write): they need no queue.
+    event.listen(engine.sync_engine, "before_cursor_execute", executing)
     event.listen(engine.sync_engine, "commit", ended)
     event.listen(engine.sync_engine, "rollback", ended)
     source: Doc[Any] = Doc()

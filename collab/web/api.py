@@ -139,8 +139,11 @@ async def get_document(request: Request) -> Response:
 
 async def delete_document(request: Request) -> Response:
     doc_id = _doc_id(request, write=True)
+    registry: RoomRegistry = request.app.state.registry
     try:
-        await request.app.state.persistence.store.delete_document(doc_id)
+        await request.app.state.persistence.store.delete_document(
+            doc_id, unwritten=doc_id in registry.rooms
+        )
     except DocumentNotFound:
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     request.app.state.forget(doc_id)
