@@ -13,12 +13,14 @@ import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { SERVERS, BENCH_DIR, ROOT, startServer, canPin, nproc, CPU_PIN } from './lib/servers.mjs'
 import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from './lib/scenarios.mjs'
-import { renderTable, renderStorage, storageSummary, renderCluster, headline, LEGEND } from './lib/report.mjs'
+import { renderTable, renderStorage, storageSummary, renderCluster, renderTrace, traceLine, traceSummary, headline, LEGEND } from './lib/report.mjs'
 import { cluster, clusterSummary } from './lib/cluster.mjs'
 import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './lib/infra.mjs'
+import { traceScenario } from './lib/trace.mjs'
+import { loadTrace, TRACE_FILE } from './lib/editingtrace.mjs'
 import { cpuCapAvailable } from './lib/cpucap.mjs'
 
-const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes', 'cluster']
+const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes', 'cluster', 'trace']
 
 const HELP = `usage: bash bench/run [options]
 
@@ -55,6 +57,17 @@ const HELP = `usage: bash bench/run [options]
                       servers on CPU ${CPU_PIN.server}, generator on CPU ${CPU_PIN.generator}), shared (nothing
                       capped or pinned) (default cap,shared)
   --cluster-share F   the capped mode's budget per process, of one core (default 0.4)
+  --trace-edits N     edits of the editing trace replayed in 'trace' (default all
+                      259778; --quick 20000)
+  --trace-databases LIST  sqlite, postgresql (default both; PostgreSQL is started
+                      in a temp dir)
+  --trace-kill-rate R edits/s before the kill 2 s after the last edit (default 200)
+  --trace-kill-seconds S  seconds of those edits (default 5; --quick 3)
+  --trace-kill-at F   the kill during load comes after this fraction of
+                      --trace-edits (default 0.5)
+  --trace-margin S    edits sent this long before a kill must survive it (default 0.5)
+  --trace-limits MODE lifted (as every bench server: COLLAB_MESSAGES_PER_SECOND=100000)
+                      or server (the server's own rate limits) (default lifted)
   --deflate           clients offer permessage-deflate (default off)
   --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
   --quick             smoke run: small sizes, short windows
@@ -92,6 +105,13 @@ const { values: a } = parseArgs({
     'sat-rates': { type: 'string' },
     'cold-edits': { type: 'string' },
     'cold-bytes': { type: 'string' },
+    'trace-edits': { type: 'string' },
+    'trace-databases': { type: 'string' },
+    'trace-kill-rate': { type: 'string' },
+    'trace-kill-seconds': { type: 'string' },
+    'trace-kill-at': { type: 'string' },
+    'trace-margin': { type: 'string' },
+    'trace-limits': { type: 'string' },
     deflate: { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
@@ -143,12 +163,27 @@ const o = {
   connectBatch: 50,
   connectTimeoutMs: 30000,
   drainTimeoutMs: 30000,
+  traceEdits: a['trace-edits'] ? Number(a['trace-edits']) : (q ? 20000 : null), // null: the whole trace
+  traceDatabases: a['trace-databases'] ? list(a['trace-databases']) : ['sqlite', 'postgresql'],
+  traceKillRate: Number(a['trace-kill-rate'] || 200),
+  traceKillSeconds: Number(a['trace-kill-seconds'] || (q ? 3 : 5)),
+  traceKillAt: Number(a['trace-kill-at'] || 0.5),
+  traceMarginMs: Number(a['trace-margin'] || 0.5) * 1000,
+  traceLimits: a['trace-limits'] || 'lifted',
+  traceTimeoutS: q ? 300 : 1200,
+  traceDrainTimeoutMs: 120000,
+  traceOpenTimeoutMs: 60000,
+  flushIntervalMs: 100, // COLLAB_FLUSH_INTERVAL's default
   deflate: a.deflate
 }
 const scenarios = a.scenarios ? list(a.scenarios) : ALL_SCENARIOS
 for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unknown scenario ${s}`); process.exit(2) }
 for (const c of o.clusterCpu) if (!['cap', 'shared'].includes(c)) { console.error(`unknown --cluster-cpu ${c}`); process.exit(2) }
 if (!(o.clusterShare > 0 && o.clusterShare <= 1)) { console.error('--cluster-share must be in (0, 1]'); process.exit(2) }
+for (const d of o.traceDatabases) if (!['sqlite', 'postgresql'].includes(d)) { console.error(`unknown --trace-databases ${d}`); process.exit(2) }
+if (!['lifted', 'server'].includes(o.traceLimits)) { console.error(`unknown --trace-limits ${o.traceLimits}`); process.exit(2) }
+if (o.traceEdits !== null && !(Number.isInteger(o.traceEdits) && o.traceEdits > 0)) { console.error('--trace-edits must be a positive integer'); process.exit(2) }
+if (!(o.traceKillAt > 0 && o.traceKillAt <= 1) || !(o.traceKillRate > 0) || !(o.traceKillSeconds > 0) || !(o.traceMarginMs >= 0)) { console.error('bad --trace-kill-* or --trace-margin'); process.exit(2) }
 
 // --- pinning: decide before pinning ourselves (nproc honours affinity)
 const cpus = nproc()
@@ -195,6 +230,7 @@ const machine = {
   pinned: pin ? { server_cpu: CPU_PIN.server, generator_cpu: CPU_PIN.generator } : false,
   ulimit_n: sh('bash', ['-c', 'ulimit -n']),
   ...(scenarios.includes('cluster') ? { postgresql: postgresVersion(), redis: redisVersion() } : {}),
+  ...(scenarios.includes('trace') && !scenarios.includes('cluster') ? { postgresql: postgresVersion() } : {}),
   git_commit: sh('git', ['-C', path.join(BENCH_DIR, '..'), 'rev-parse', '--short', 'HEAD']) || null
 }
 console.log(`# collab bench  ${machine.date}`)
@@ -328,8 +364,41 @@ const runCluster = async () => {
   }
 }
 
+// 'trace': a real editing trace through the stock Yjs client, on SQLite and PostgreSQL
+const runTrace = async () => {
+  let trace
+  try {
+    trace = loadTrace(TRACE_FILE)
+  } catch (e) {
+    results.push({ scenario: 'trace', server: 'collab', error: String(e.message || e) })
+    console.log(`- collab / trace: ${e.message}`)
+    return
+  }
+  if (o.traceEdits === null || o.traceEdits > trace.txns.length) o.traceEdits = trace.txns.length
+  console.log(`- collab / trace: ${trace.name}, ${o.traceEdits} of ${trace.txns.length} edits, on ${o.traceDatabases.join(' and ')}; rate limits ${o.traceLimits}`)
+  try {
+    await traceScenario({ ...o, tracePin: pin }, trace, {
+      tmpdir: fs.mkdtempSync(path.join(tmpRoot, 'trace-')),
+      track: (stop) => stoppers.add(stop),
+      onResult: (r) => {
+        console.log(`  - ${r.database || r.scenario}: ${traceLine(r)}  (${r.elapsed_s}s)`)
+        if (r.errors && r.errors.length) console.log(`    errors: ${r.errors.join(' | ')}`)
+        if (r.server_log_errors) console.log(`    server log: ${r.server_log_errors.slice(0, 5).join(' | ')}`)
+        results.push(r)
+      }
+    })
+  } finally {
+    await cleanup()
+  }
+}
+
 const selected = new Set(servers.map(s => s.name))
 for (const scenario of scenarios) {
+  if (scenario === 'trace') {
+    if (!selected.has('collab')) { console.log('- trace: collab only, not selected, skipped'); continue }
+    await runTrace()
+    continue
+  }
   if (scenario === 'cluster') {
     if (!selected.has('collab')) { console.log('- cluster: collab only, not selected, skipped'); continue }
     await runCluster()
@@ -375,10 +444,12 @@ fs.rmSync(tmpRoot, { recursive: true, force: true })
 const table = renderTable(results, servers.map(s => s.name))
 const storage = renderStorage(results)
 const clusterMd = renderCluster(results)
+const traceMd = renderTrace(results)
 console.log('')
 console.log(table)
 if (storage) console.log('\n' + storage)
 if (clusterMd) console.log('\n' + clusterMd)
+if (traceMd) console.log('\n' + traceMd)
 const failed = results.filter(r => r.error || r.converged === false)
 if (failed.length) {
   console.log(`\n${failed.length} run(s) failed or did not converge: ${failed.map(r => `${r.server}/${r.scenario}`).join(', ')}`)
@@ -387,7 +458,7 @@ if (failed.length) {
 if (!a['no-save']) {
   const outDir = path.resolve(a.out || path.join(BENCH_DIR, 'results'))
   fs.mkdirSync(outDir, { recursive: true })
-  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), cluster: clusterSummary(results), results }, null, 2) + '\n'
+  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), cluster: clusterSummary(results), trace: traceSummary(results), results }, null, 2) + '\n'
   const md = `# collab benchmark, ${machine.date}\n\n` +
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
@@ -395,7 +466,7 @@ if (!a['no-save']) {
     `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
     (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
-    table + '\n\n' + (storage ? storage + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + LEGEND
+    table + '\n\n' + (storage ? storage + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND
   for (const name of [stamp, 'latest']) {
     fs.writeFileSync(path.join(outDir, `${name}.json`), json)
     fs.writeFileSync(path.join(outDir, `${name}.md`), md)

@@ -33,11 +33,18 @@ const redisBin = () => ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].
 const isRoot = () => typeof process.geteuid === 'function' && process.geteuid() === 0
 const asPostgres = (args) => isRoot() ? ['runuser', ['-u', 'postgres', '--', ...args]] : [args[0], args.slice(1)]
 
+// null when PostgreSQL can be started, else why not
+export const postgresAvailable = () => {
+  if (!pgBinDir()) return 'PostgreSQL not installed (/usr/lib/postgresql/*/bin/pg_ctl)'
+  if (isRoot() && spawnSync('id', ['-u', 'postgres']).status !== 0) return 'running as root but there is no `postgres` user to run PostgreSQL as'
+  return null
+}
+
 // null when both are available, else why not
 export const clusterAvailable = () => {
-  if (!pgBinDir()) return 'PostgreSQL not installed (/usr/lib/postgresql/*/bin/pg_ctl)'
+  const noPg = postgresAvailable()
+  if (noPg) return noPg
   if (!redisBin()) return 'redis-server not installed'
-  if (isRoot() && spawnSync('id', ['-u', 'postgres']).status !== 0) return 'running as root but there is no `postgres` user to run PostgreSQL as'
   return null
 }
 
@@ -62,7 +69,8 @@ const run = (argv, what, timeout = 60000) => {
 
 // Start PostgreSQL in a fresh directory of its own under the system tmpdir (the
 // postgres user must reach it: the harness's own tmpdir is private); returns
-// { port, pid(), url(db), createDatabase(name), log(), stop() }. stop() removes it.
+// { port, pid(), url(db), createDatabase(name), query(db, sql), log(), stop() }.
+// stop() removes it.
 export const startPostgres = async () => {
   const bin = pgBinDir()
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-bench-pg-'))
@@ -104,6 +112,11 @@ export const startPostgres = async () => {
     createDatabase (name) {
       run([path.join(bin, 'psql'), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-qc', `CREATE DATABASE "${name}"`], `CREATE DATABASE ${name}`)
       return this.url(name)
+    },
+    // rows of one statement, tab-separated fields
+    query (db, sql) {
+      const out = run([path.join(bin, 'psql'), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', db, '-XAtqF', '\t', '-c', sql], 'psql')
+      return out.split('\n').filter(Boolean).map(line => line.split('\t'))
     },
     log: () => { try { return fs.readFileSync(logPath, 'utf8') } catch (e) { return '' } },
     stop

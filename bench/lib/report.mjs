@@ -10,7 +10,8 @@ const HEADLINE = {
   coldload: ['cold_open_ms', 'cold open', true],
   storeopen: ['open_ms', 'open ms', true],
   writes: ['transactions_per_s', 'write tx/s', true],
-  cluster: ['max_delivered_per_s', 'max upd/s', false]
+  cluster: ['max_delivered_per_s', 'max upd/s', false],
+  trace: ['replay_s', 'replay s', true]
 }
 const family = (scenario) => scenario.split('-')[0]
 
@@ -36,6 +37,7 @@ const other = (r) => {
     const cpu = r.cpu === 'cap' ? `each process capped at ${r.cpu_share} of a core${r.throttled_pct_each ? ` (throttled ${r.throttled_pct_each.join('/')} % of the time)` : ''}` : 'sharing the machine, unpinned'
     return `${r.processes} process${r.processes > 1 ? `es + Redis, clients ${r.placement === 'by-doc' ? 'by document' : 'spread'}` : ''}, PostgreSQL, ${r.docs} docs × ${r.clients_per_doc} clients (${r.writers_per_doc} writers): max ${r.max_delivered_per_s} upd/s (${r.max_edits_per_s} edits/s) with p99 ≤ ${r.p99_limit_ms} ms${split}; ${cpu}; stopped ${r.stopped}${noisy}`
   }
+  if (f === 'trace') return traceLine(r)
   if (f === 'writes') return `${r.edits_per_s} edits/s for ${r.window_s} s → ${r.rows_per_s} rows/s in ${r.transactions_per_s} transactions/s (${r.rows_per_transaction} rows each)`
   return ''
 }
@@ -90,6 +92,68 @@ export const renderStorage = (results) => {
       s.rows_written.map(w => w.error ? [w.edits_per_s, w.window_s, `ERROR: ${String(w.error).slice(0, 80)}`, '–', '–'] : [w.edits_per_s, w.window_s, w.rows_per_s, w.transactions_per_s, w.rows_per_transaction])))
   }
   return out.length ? '## Storage\n\n' + out.join('\n') : ''
+}
+
+// --- the editing trace (trace-sqlite, trace-postgresql)
+const codes = (c) => c && Object.keys(c).length ? Object.entries(c).map(([k, v]) => `${v}× ${k}`).join(', ') : 'none'
+
+export const traceLine = (r) => {
+  if (r.error && r.replay_s === undefined) return `ERROR: ${String(r.error).split('\n')[0].slice(0, 120)}`
+  const k2 = r.kill_2s || {}
+  const kl = r.kill_load || {}
+  return `${r.edits_made ?? '?'}/${r.edits} edits in ${r.replay_s ?? '–'} s (${r.edits_per_s ?? '–'}/s), final text ${r.final_text_ok ? 'ok' : 'WRONG'}, ` +
+    `srv CPU ${r.server_cpu_s} s, closes: ${codes(r.close_codes)}; rows ${r.rows_written} (log ${r.log_rows_after_replay} → ${r.log_rows_after_compaction ?? '–'} after compaction); ` +
+    `kill 2 s after: ${k2.lost ?? '–'}/${k2.sent ?? '–'} lost; kill during load: ${kl.in_document ?? '–'}/${kl.sent ?? '–'} kept, ${kl.lost_sent_before_margin ?? '–'} lost of ${kl.sent_before_margin ?? '–'} sent > ${kl.margin_s ?? '–'} s before; ` +
+    `open after kill ${kl.open_synced_ms ?? '–'} ms${r.error ? `; ERROR: ${String(r.error).split('\n')[0].slice(0, 80)}` : ''}`
+}
+
+export const traceSummary = (results) => {
+  const runs = results.filter(r => family(r.scenario) === 'trace')
+  return runs.length ? runs.map(r => ({
+    database: r.database ?? r.scenario,
+    edits: r.edits ?? null,
+    replay_s: r.replay_s ?? null,
+    edits_per_s: r.edits_per_s ?? null,
+    server_cpu_s: r.server_cpu_s ?? null,
+    close_codes: r.close_codes ?? null,
+    final_text_ok: r.final_text_ok ?? null,
+    rows_written: r.rows_written ?? null,
+    log_rows_after_replay: r.log_rows_after_replay ?? null,
+    log_rows_after_compaction: r.log_rows_after_compaction ?? null,
+    clean_open_ms: r.clean_reopen ? r.clean_reopen.synced_ms : null,
+    open_after_kill_ms: r.open_after_kill_ms ?? null,
+    open_after_kill_server_ms: r.kill_load ? r.kill_load.server_load_ms ?? null : null,
+    edits_lost_kill_2s: r.edits_lost_kill_2s ?? null,
+    edits_lost_kill_load_old: r.edits_lost_kill_load_old ?? null,
+    converged: r.converged ?? null,
+    error: r.error ? String(r.error).split('\n')[0] : null
+  })) : null
+}
+
+export const renderTrace = (results) => {
+  const runs = results.filter(r => family(r.scenario) === 'trace')
+  if (!runs.length) return ''
+  const table = (head, rows) => [head, head.map(() => '---'), ...rows].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
+  const db = (r) => r.database ?? r.scenario
+  const out = ['## Editing trace (trace): a real document replayed through the stock Yjs client\n']
+  const t = runs.find(r => r.trace)
+  if (t) out.push(`\`${t.trace}\` (bench/traces/, CC BY 4.0): ${t.edits} one-character edits, each its own Yjs transaction on a \`WebsocketProvider\`, as fast as its socket drains; server rate limits ${t.limits}.\n`)
+  out.push('### Replay\n')
+  out.push(table(['database', 'edits', 'replay s', 'edits/s', 'srv CPU s', 'srv CPU µs/edit', 'socket closes (codes)', 'final text = trace', 'rows written', 'rows/edit', 'write tx', 'log rows after replay', 'log rows after compaction', 'snapshot KB', 'reopen after clean stop ms'],
+    runs.map(r => r.replay_s === undefined && r.error ? [db(r), `ERROR: ${String(r.error).split('\n')[0].slice(0, 80)}`, '–', '–', '–', '–', '–', '–', '–', '–', '–', '–', '–', '–', '–'] : [
+      db(r), `${r.edits_made}/${r.edits}`, r.replay_s, r.edits_per_s, r.server_cpu_s, r.server_cpu_us_per_edit, `${r.socket_closes} (${codes(r.close_codes)})`, r.final_text_ok, r.rows_written, r.rows_per_edit, r.write_transactions,
+      r.log_rows_after_replay, r.log_rows_after_compaction, typeof r.snapshot_bytes === 'number' ? Math.round(r.snapshot_bytes / 1024) : null, r.clean_reopen ? r.clean_reopen.synced_ms : null])))
+  out.push('\n### kill -9\n')
+  const k = (r, key) => r[key] || {}
+  out.push(table(['database', 'kill', 'edits sent', 'in s', 'relayed by server at kill', 'in reopened doc', 'lost', 'sent > margin before kill', 'of those lost', 'relayed by server > margin before', 'of those lost', 'reopened = trace prefix', 'restart ready ms', 'open after kill ms (client synced)', 'server room load ms'],
+    runs.flatMap(r => [['kill_2s', `2 s after the last edit (${k(r, 'kill_2s').rate ?? '?'} edits/s)`], ['kill_load', 'during the full-speed replay']].map(([key, what]) => {
+      const x = k(r, key)
+      if (x.sent === undefined) return [db(r), what, x.open_error ? `ERROR: ${x.open_error}` : '–', x.send_s, '–', '–', '–', '–', '–', '–', '–', '–', x.restart_ready_ms, x.open_synced_ms, x.server_load_ms]
+      // a load shorter than the margin leaves nothing to check against it: say so
+      const short = x.sent_before_margin === 0 ? ' (load < margin)' : ''
+      return [db(r), what, x.sent, x.send_s, x.accepted_at_kill, x.in_document, x.lost, `${x.sent_before_margin}${short}`, x.lost_sent_before_margin, x.accepted_before_margin, x.lost_accepted_before_margin, x.is_prefix && x.text_matches_trace, x.restart_ready_ms, x.open_synced_ms, x.server_load_ms ?? x.loaded_ms]
+    })).filter(Boolean)))
+  return out.join('\n')
 }
 
 // Scale-out: 1 vs 2 collab processes, the same load, per CPU mode.
@@ -165,5 +229,6 @@ export const LEGEND = `## Columns
 - **storeopen-DB**: \`bench/storage_bench.py\`: a snapshot (a Y.Text built from many random-position edits, written by \`SqlStore.append\` + \`compact\`) plus log rows (real incremental updates of the same document, appended 10 at a time) in a fresh migrated database; **open ms** = \`Persistence(store).load(doc_id)\`, **DB read** = \`store.load\`, **build** = \`state.build_doc\`, **raw apply** = one pycrdt \`apply_update\` of the snapshot alone; medians.
 - **writes-R**: one client doing R edits/s against \`collab serve\` (SQLite, default 100 ms flush, compaction off); rows in \`updates\` afterwards per second, and distinct \`created_at\` values (one per flush transaction) per second.
 - **cluster-Np**: N \`collab serve\` processes (N > 1: with \`COLLAB_REDIS_URL\`, a throwaway redis-server) on one throwaway PostgreSQL (fsync, synchronous_commit and full_page_writes off), each process held to a fixed share of one core by a cgroup CPU quota, servers on CPU 0 and generator on CPU 1 (\`cluster-shared-Np\`: nothing capped or pinned); documents × clients, the clients of a document alternating between the processes, its writer on process d mod N (\`-bydoc\`: all on one process, chosen by document); **throttled**: share of the window a capped process spent out of budget; edits/s per writer rising until p99 > 100 ms or deliveries fall behind. **delivered upd/s**, p50/p99 and CPU are those of the highest step that passed; **srv CPU** sums the processes; same-/cross-process latency splits the samples by whether the receiving client is on the writer's process. **all CPU µs/upd**: servers + Redis + PostgreSQL + generator CPU per delivered update (on 2 cores, 2 × 10⁶ / this bounds the throughput). The Scale-out section compares the variants.
+- **trace-DB**: \`bench/traces/automerge-paper.json.gz\` replayed by one y-websocket \`WebsocketProvider\` (each edit its own transaction on Y.Text 'text', the provider's socket kept under 64 KiB queued) against \`collab serve\` on that database. **replay s**: first edit until a fresh client holds the whole text; **final text = trace**: that client's text and the server's export (\`GET /api/documents/{id}/update\`) both equal the trace's text after those edits (its \`endContent\` for the whole trace); **socket closes**: closes of the writer's socket during the replay, by close code (the provider reconnects; edits pause meanwhile); **rows written**: rows inserted into \`updates\` during the replay (a counting trigger on SQLite, the \`seq\` sequence on PostgreSQL); **write tx**: flushes (\`collab_flush_seconds_count\`); **log rows after compaction**: after a clean shutdown. **kill -9**: on a fresh document, either edits at a steady rate then \`kill -9\` 2 s after the last, or \`kill -9\` when half the edits are made at full speed; a new server on the same database; a fresh client opens the document (**open after kill**: provider created → synced; **server room load**: \`collab_room_load_seconds\`); each edit made is checked in the reopened document (an insert by the writer's clock, a delete by the delete set); **sent > margin before kill** (0.5 s, five flush windows) must all be there; **relayed by server**: edits a second client had received from the server by then (the server had accepted them).
 - **vs collab**: the scenario's headline metric (fan-out: CPU µs/upd; manydocs: RSS per connection; saturation: max edits/s; cold load: cold open time) of that server divided by collab's.
 `
