@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from pycrdt import Doc, Text
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from collab import protocol
 from collab.persistence import Persistence
 from collab.room import Room
 from collab.sqlstore import SqlStore, create_engine
@@ -227,3 +229,33 @@ async def test_an_open_document_not_yet_written_can_be_deleted(
     with pytest.raises(InvalidStatus) as refused:  # tombstoned: it cannot come back
         await YClient(server.ws_url("unwritten")).connect()
     assert refused.value.response.status_code == 410
+
+
+async def test_a_fast_sender_does_not_keep_its_writes_waiting(start_server: ServerFactory) -> None:
+    """Frames a socket has queued are received without suspending: unless its reader
+    gives way, a client sending as fast as it can holds off every write until the
+    server has read all it sent (two rows for 60,000 updates, seconds late)."""
+    server = start_server(messages_per_second="1000000", bytes_per_second="1000000000")
+    source: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    text = source.get("text", type=Text)
+    for _ in range(60_000):
+        text.insert(len(text), "x")
+    async with connect(server.ws_url("fast"), max_size=None) as ws:
+        for update in updates:
+            await ws.send(protocol.sync_update(update))
+        async with httpx.AsyncClient(base_url=server.url) as http:
+
+            async def all_written() -> bool:
+                return (await http.get("/api/stats")).json()["unwritten_updates"] == 0
+
+            await eventually(all_written, 60, "the writes")
+    store = SqlStore(create_engine(server.database_url))
+    try:
+        stored = await store.load("fast")
+    finally:
+        await store.close()
+    # Written as they were read, a round every 0.1 s or so: many rows, not two.
+    assert len(stored.updates) >= 5, len(stored.updates)
+    assert str(build_doc(stored.snapshot, stored.updates).get("text", type=Text)) == str(text)

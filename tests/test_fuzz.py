@@ -66,11 +66,17 @@ async def _batch(server: CollabServer, hostile: list[tuple[int, bytes]], outcome
     by_position: dict[int, list[bytes]] = {}
     for position, update in hostile:
         by_position.setdefault(position, []).append(update)
+    forged = False  # whether an accepted mutation took IDs of the real updates' client
     for position, update in enumerate(real_updates()):
         for bad in by_position.get(position, []):
             accepted = await _send(url, bad)
             outcome["accepted" if accepted else "refused"] += 1
-        assert await _send(url, update), "a real update was refused"
+            forged = forged or accepted
+        if not await _send(url, update):
+            # Only after a forgery: with the real IDs taken, the real update's items may
+            # name a parent that is no longer the type it was (Yjs trusts client IDs).
+            assert forged, "a real update was refused"
+            outcome["real refused after a forgery"] += 1
     async with httpx.AsyncClient(base_url=server.url) as http:
 
         async def written() -> bool:
@@ -94,7 +100,12 @@ async def _batch(server: CollabServer, hostile: list[tuple[int, bytes]], outcome
 
 def test_mutated_updates_never_crash_fork_or_poison(start_server: ServerFactory) -> None:
     server = start_server()
-    outcome: Outcome = {"accepted": 0, "refused": 0, "batches": 0}
+    outcome: Outcome = {
+        "accepted": 0,
+        "refused": 0,
+        "batches": 0,
+        "real refused after a forgery": 0,
+    }
 
     async def bystanding(batch: list[tuple[int, bytes]]) -> None:
         async with YClient(server.ws_url("fuzz-bystander-" + uuid.uuid4().hex[:6])) as other:

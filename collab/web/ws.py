@@ -36,6 +36,9 @@ from .wsprotocol import FRAMES
 
 log = logging.getLogger("collab.ws")
 
+# Longest a socket's reader runs before it lets the event loop serve everything else.
+READ_TURN = 0.005
+
 LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's failed loads
 
 
@@ -243,6 +246,8 @@ class SyncEndpoint:
         # budget refills, so TCP slows its sender down; it is never closed for it.
         messages = TokenBucket(settings.messages_per_second, 2 * settings.messages_per_second)
         volume = TokenBucket(settings.bytes_per_second, max_size + settings.bytes_per_second)
+        clock = asyncio.get_running_loop().time
+        turn_ends = clock() + READ_TURN
         while peer.state is PeerState.OPEN:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -283,6 +288,13 @@ class SyncEndpoint:
                 wait = max(wait, wait_bytes)
                 stats.throttled_seconds += wait
                 await asyncio.sleep(wait)
+                turn_ends = clock() + READ_TURN
+            elif clock() >= turn_ends:
+                # Frames already queued are received without suspending: a fast sender
+                # would keep the loop from everything else (the writes of what it sends
+                # among them) until its queue ran dry.
+                await asyncio.sleep(0)
+                turn_ends = clock() + READ_TURN
 
     async def _hold(self, peer: Peer, closing: Callable[[], bool]) -> None:
         """Wait, with the peer's socket unread, until writes catch up (or it goes)."""
