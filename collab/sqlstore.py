@@ -110,43 +110,31 @@ class SqlStore:
         if not batch:
             raise ValueError("nothing to append")
         now = utcnow()
-        async with self._write() as conn:
-            # Updating the document row first takes its lock, which orders this
-            # append with any compaction of the same document.
-            rows = await conn.scalar(
-                update(documents)
-                .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
-                .values(
-                    updated_at=now,
-                    size_bytes=documents.c.size_bytes + sum(len(u) for u in batch),
-                    log_rows=documents.c.log_rows + len(batch),
-                )
-                .returning(documents.c.log_rows)
+        # Updating the document row first takes its lock, which orders this append
+        # with any compaction of the same document.
+        count = (
+            update(documents)
+            .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
+            .values(
+                updated_at=now,
+                size_bytes=documents.c.size_bytes + sum(len(u) for u in batch),
+                log_rows=documents.c.log_rows + len(batch),
             )
+            .returning(documents.c.log_rows)
+        )
+        async with self._write() as conn:
+            rows = await conn.scalar(count)
             if rows is None:
-                rows = await self._revive_missing(conn, doc_id, batch, now)
+                # Its first write (or its row was lost): create it, unless the id is
+                # tombstoned. Another process may create it at the same moment.
+                await self._insert_document(conn, doc_id, now)
+                rows = await conn.scalar(count)
+                if rows is None:
+                    raise DocumentDeleted(doc_id)
             await conn.execute(
                 insert(updates), [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
             )
             return int(rows)
-
-    async def _revive_missing(
-        self, conn: AsyncConnection, doc_id: str, batch: Sequence[bytes], now: dt.datetime
-    ) -> int:
-        """The row of a document being written is gone: refuse if it was deleted on
-        purpose, otherwise create it again rather than lose the edits."""
-        deleted = (
-            await conn.execute(select(documents.c.deleted_at).where(documents.c.id == doc_id))
-        ).first()
-        if deleted is not None:
-            raise DocumentDeleted(doc_id)
-        await self._insert_document(conn, doc_id, now)
-        await conn.execute(
-            update(documents)
-            .where(documents.c.id == doc_id)
-            .values(size_bytes=sum(len(u) for u in batch), log_rows=len(batch))
-        )
-        return len(batch)
 
     async def compact(self, doc_id: str) -> int:
         async with self._write() as conn:
