@@ -15,8 +15,10 @@
 //  4. kill during load: the replay at full speed, `kill -9` when half the edits
 //     are made; restart; open time of the document (client: connect → synced;
 //     server: its room load), and which edits are gone: of all made, of those
-//     sent more than `margin` (several flush windows) before the kill (must be
-//     none), and of those the server had relayed to a second client by then.
+//     sent more than `margin` (several flush windows) before the kill, and of
+//     those the server had relayed to a second client by then (must be none: what
+//     the server relayed it had accepted; an edit it had not read yet is still the
+//     client's, whose provider sends it again when it reconnects).
 //
 // Every wait is bounded; servers bind 127.0.0.1 on free ports; a run's servers
 // and its PostgreSQL are stopped and its files removed, also on failure.
@@ -385,11 +387,12 @@ const runDatabase = async (db, trace, o, { tmpdir, track }) => {
   const kl = res.kill_load || {}
   res.open_after_kill_ms = kl.open_synced_ms ?? null
   res.edits_lost_kill_2s = k2.lost ?? null
-  res.edits_lost_kill_load_old = kl.lost_sent_before_margin ?? null
+  res.edits_lost_kill_load_old = kl.lost_accepted_before_margin ?? null
   // no failure hidden: the final text, the clean reopen, no edit lost 2 s after
-  // the last one, none sent more than the margin before a kill during load
+  // the last one, none that the server had relayed more than the margin before a
+  // kill during load
   res.converged = !res.error && res.final_text_ok === true && res.clean_reopen?.text_ok === true &&
-    k2.lost === 0 && k2.text_matches_trace === true && kl.lost_sent_before_margin === 0 && kl.text_matches_trace === true
+    k2.lost === 0 && k2.text_matches_trace === true && kl.lost_accepted_before_margin === 0 && kl.text_matches_trace === true
   if (!res.errors.length) delete res.errors
   return res
 }
