@@ -141,6 +141,12 @@ async def _write_for(server: CollabServer, doc_id: str, writers: int, seconds: f
     return sent
 
 
+async def _reopened(server: CollabServer, doc_id: str) -> str:
+    """The text of ``doc_id`` as a fresh client opens it."""
+    async with YClient(server.ws_url(doc_id)) as reopened:
+        return reopened.content()
+
+
 async def test_sustained_load_then_kill_9_loses_nothing(
     start_server: ServerFactory, database_url: str
 ) -> None:
@@ -150,9 +156,7 @@ async def test_sustained_load_then_kill_9_loses_nothing(
     # is 0.1 s plus one write.
     await asyncio.sleep(0.7)
     server.kill()
-    again = start_server(database_url)
-    async with YClient(again.ws_url("sustained")) as reopened:
-        content = reopened.content()
+    content = await _reopened(start_server(database_url), "sustained")
     lost = [m for m in sent if m not in content]
     assert not lost, f"{len(lost)} of {len(sent)} edits lost"
 
@@ -184,9 +188,7 @@ async def test_a_kill_during_load_loses_nothing_older_than_the_window(
     await _write_for(server, "killed", writers=3, seconds=6)  # the server goes away
     killed_at = await killer
     watching.cancel()
-    again = start_server()
-    async with YClient(again.ws_url("killed")) as reopened:
-        content = reopened.content()
+    content = await _reopened(start_server(), "killed")
     relayed_long_before = [m for m, at in seen.items() if at < killed_at - 0.5]
     assert relayed_long_before
     lost = [m for m in relayed_long_before if m not in content]

@@ -445,14 +445,22 @@ export const coldload = async (server, o, restart) => {
 // (WRITES_ENV), then the rows of the `updates` table are counted in the SQLite
 // file while the server still runs (at shutdown it would compact them away).
 // Every flush writes one room's queued updates in one transaction with one
-// `created_at`, so distinct `created_at` values = write transactions.
+// `created_at`, so distinct `created_at` values = write transactions; group commit
+// merges a flush's updates into one row. The rows are applied to a document, whose
+// text must hold every edit.
 export const WRITES_ENV = { COLLAB_SNAPSHOT_THRESHOLD: '100000000', COLLAB_SNAPSHOT_INTERVAL: '3600' }
 
 const COUNT_ROWS_PY = `
 import json, sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=30)
 q = "SELECT count(*), count(DISTINCT created_at), coalesce(sum(length(data)), 0), min(created_at), max(created_at) FROM updates WHERE doc_id = ?"
-print(json.dumps(dict(zip(["rows", "transactions", "bytes", "first", "last"], db.execute(q, (sys.argv[2],)).fetchone()))))
+out = dict(zip(["rows", "transactions", "bytes", "first", "last"], db.execute(q, (sys.argv[2],)).fetchone()))
+from pycrdt import Doc, Text
+doc = Doc()
+for (data,) in db.execute("SELECT data FROM updates WHERE doc_id = ? ORDER BY seq", (sys.argv[2],)):
+    doc.apply_update(data)
+out["stored_chars"] = len(str(doc.get("bench", type=Text)))
+print(json.dumps(out))
 `
 
 export const writerate = async (server, o, dbPath, python) => {
@@ -496,8 +504,10 @@ export const writerate = async (server, o, dbPath, python) => {
   res.last_row_at = after.last
   res.server_cpu_pct = round(cpuUs / (seconds * 1e6) * 100, 1)
   res.undelivered_after_drain = dr.missing
-  res.converged = dr.missing === 0 && rows >= edits
-  if (rows < edits) res.error = `only ${rows} rows for ${edits} edits`
+  res.edits_per_row = rows ? round(edits / rows, 1) : null
+  res.stored_chars = after.stored_chars
+  res.converged = dr.missing === 0 && after.stored_chars === edits * 'ab'.length
+  if (after.stored_chars !== edits * 'ab'.length) res.error = `the stored rows hold ${after.stored_chars} characters of ${edits * 'ab'.length}`
   res.server_rss_mb = round(rssBytes(server.pid) / 2 ** 20, 1)
   res.errors = collectErrors(peers, server)
   peers.forEach(p => p.close())
