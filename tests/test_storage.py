@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Map, Text
 from sqlalchemy import event, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab import state
 from collab.closecodes import CloseCode
@@ -147,27 +147,24 @@ async def test_a_load_racing_a_compaction_elsewhere_misses_nothing(
             if i == 4:
                 await compactor.compact("raced")
         armed = True
-        execute, scalars = AsyncConnection.execute, AsyncConnection.scalars
+        reading = SqlStore._reading
 
-        async def between(statement: Any) -> None:
-            nonlocal armed
-            froms = statement.get_final_froms() if hasattr(statement, "get_final_froms") else []
-            if armed and (updates in froms or snapshots in froms):
-                armed = False
-                await compactor.compact("raced")
+        @contextlib.asynccontextmanager
+        async def hooked_reading(self: SqlStore) -> AsyncIterator[Any]:
+            async with reading(self) as fetch:
 
-        async def hooked_execute(self: AsyncConnection, statement: Any, *a: Any, **k: Any) -> Any:
-            result = await execute(self, statement, *a, **k)
-            await between(statement)
-            return result
+                async def fetch_then_compact(statement: Any, doc_id: str) -> Any:
+                    nonlocal armed
+                    rows = await fetch(statement, doc_id)
+                    froms = statement.get_final_froms()
+                    if armed and (updates in froms or snapshots in froms):
+                        armed = False  # between the reads of the log and the snapshot
+                        await compactor.compact("raced")
+                    return rows
 
-        async def hooked_scalars(self: AsyncConnection, statement: Any, *a: Any, **k: Any) -> Any:
-            result = await scalars(self, statement, *a, **k)
-            await between(statement)
-            return result
+                yield fetch_then_compact
 
-        monkeypatch.setattr(AsyncConnection, "execute", hooked_execute)
-        monkeypatch.setattr(AsyncConnection, "scalars", hooked_scalars)
+        monkeypatch.setattr(SqlStore, "_reading", hooked_reading)
         stored = await reader.load("raced")
         monkeypatch.undo()
         assert not armed
