@@ -92,15 +92,20 @@ class RoomRegistry:
 
     def evict(self, doc_id: str, code: int) -> Room | None:
         """Close a room now, without writing it (its document was deleted)."""
-        room = self.rooms.pop(doc_id, None)
+        room = self.rooms.get(doc_id)
         if room is None:
             return None
-        timer = self._timers.pop(doc_id, None)
+        self._drop(room)
+        room.close_peers(code)
+        return room
+
+    def _drop(self, room: Room) -> None:
+        """Take a room out of the registry, closed, without writing it."""
+        del self.rooms[room.doc_id]
+        timer = self._timers.pop(room.doc_id, None)
         if timer is not None:
             timer.cancel()
         room.state = RoomState.CLOSED
-        room.close_peers(code)
-        return room
 
     async def close(self, code: int) -> list[Room]:
         """Shutdown: close every peer with ``code``; the rooms, to be written."""
@@ -139,11 +144,7 @@ class RoomRegistry:
     def _damaged(self, room: Room) -> None:
         if self.rooms.get(room.doc_id) is not room:
             return
-        del self.rooms[room.doc_id]
-        timer = self._timers.pop(room.doc_id, None)
-        if timer is not None:
-            timer.cancel()
-        room.state = RoomState.CLOSED
+        self._drop(room)
         loop = asyncio.get_running_loop()
         # After the handler in progress has closed the peer that sent the update with
         # its own code; the others reconnect and find the room as the store has it.
