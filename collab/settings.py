@@ -180,6 +180,47 @@ class Settings:
             "(empty: the same host)"
         },
     )
+    webhook_url: str = field(
+        default="",
+        metadata={
+            "help": "http(s):// URL that is sent a signed JSON POST per document event "
+            "(unset: no webhooks)",
+            "secret": True,
+        },
+    )
+    webhook_secret: str = field(
+        default="",
+        metadata={
+            "help": "HMAC-SHA256 key of the webhook signature; required with the URL",
+            "secret": True,
+        },
+    )
+    webhook_debounce: float = field(
+        default=2.0,
+        metadata={
+            "help": "seconds after a document's last change before document.changed is sent",
+            "min": 0,
+        },
+    )
+    webhook_max_wait: float = field(
+        default=30.0,
+        metadata={
+            "help": "seconds after a document's first change within which document.changed "
+            "is sent at the latest",
+            "min": 0,
+        },
+    )
+    webhook_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds one webhook delivery attempt may take", "min": 0.001},
+    )
+    hook_timeout: float = field(
+        default=5.0,
+        metadata={
+            "help": "seconds an embedding host's hook may run before it is abandoned and logged",
+            "min": 0.001,
+        },
+    )
     max_connections_per_client: int = field(
         default=64,
         metadata={"help": "WebSockets one client address may hold at once (429 above)", "min": 1},
@@ -271,6 +312,12 @@ class Settings:
             raise SettingsError(
                 "COLLAB_REDIS_PROCESS_TIMEOUT must exceed twice COLLAB_REDIS_HEARTBEAT_INTERVAL"
             )
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise SettingsError("COLLAB_WEBHOOK_URL must start with http:// or https://")
+        if self.webhook_url and not self.webhook_secret:
+            raise SettingsError("COLLAB_WEBHOOK_SECRET must be set with COLLAB_WEBHOOK_URL")
+        if self.webhook_max_wait < self.webhook_debounce:
+            raise SettingsError("COLLAB_WEBHOOK_MAX_WAIT must be at least COLLAB_WEBHOOK_DEBOUNCE")
         if self.max_write_lag <= self.flush_interval:
             raise SettingsError("COLLAB_MAX_WRITE_LAG must exceed COLLAB_FLUSH_INTERVAL")
         if "+" not in self.database_url.split("://", 1)[0]:

@@ -30,6 +30,15 @@ def test_defaults_and_environment() -> None:
         ({"COLLAB_LOG_FORMAT": "xml"}, "is not one of: text, json"),
         ({"COLLAB_MAX_WRITE_LAG": "0.1"}, "must exceed COLLAB_FLUSH_INTERVAL"),
         ({"COLLAB_DATABASE_URL": "postgresql://x/y"}, "must name an async driver"),
+        ({"COLLAB_WEBHOOK_URL": "ftp://hooks.example"}, "COLLAB_WEBHOOK_URL must start with"),
+        ({"COLLAB_WEBHOOK_URL": "https://hooks.example/in"}, "COLLAB_WEBHOOK_SECRET must be set"),
+        ({"COLLAB_WEBHOOK_DEBOUNCE": "-1"}, "COLLAB_WEBHOOK_DEBOUNCE=-1.0 is below the minimum"),
+        (
+            {"COLLAB_WEBHOOK_DEBOUNCE": "5", "COLLAB_WEBHOOK_MAX_WAIT": "4"},
+            "COLLAB_WEBHOOK_MAX_WAIT must be at least COLLAB_WEBHOOK_DEBOUNCE",
+        ),
+        ({"COLLAB_WEBHOOK_TIMEOUT": "0"}, "COLLAB_WEBHOOK_TIMEOUT=0.0 is below the minimum"),
+        ({"COLLAB_HOOK_TIMEOUT": "0"}, "COLLAB_HOOK_TIMEOUT=0.0 is below the minimum"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
