@@ -74,3 +74,39 @@ versions = Table(
 )
 
 Index("ix_documents_updated_at", documents.c.updated_at)
+
+# The webhook outbox: an event is a row written in the transaction of the change it
+# reports, and deleted once a receiver answered 2xx. ``seq`` orders a document's events.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),  # the idempotency key
+    Column("event", String(32), nullable=False),
+    Column("doc_id", String(128), nullable=False),
+    Column("version_id", String(32), nullable=True),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    # document.changed is due at the latest then (first_at + COLLAB_WEBHOOK_MAX_WAIT).
+    Column("deadline_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("retry_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    # A process delivering the event holds it until then; past it, another may.
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    # The body first sent, so that a retry sends the same bytes under the same id.
+    Column("body", LargeBinary, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    Index("ix_webhook_events_doc_id_seq", "doc_id", "seq"),
+    Index("ix_webhook_events_due_at", "due_at"),
+)
+
+# A document has one document.changed event still gathering changes: never attempted.
+Index(
+    "uq_webhook_events_gathering",
+    webhook_events.c.doc_id,
+    unique=True,
+    sqlite_where=(webhook_events.c.event == "document.changed") & (webhook_events.c.attempts == 0),
+    postgresql_where=(webhook_events.c.event == "document.changed")
+    & (webhook_events.c.attempts == 0),
+)
