@@ -8,6 +8,7 @@ editor's default attributes as ``<a>``, a table that is not a plain grid as a
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -16,6 +17,9 @@ from mdit_py_plugins.tasklists import tasklists_plugin
 
 from . import html
 from .schema import MAX_DEPTH, mark_defaults
+
+# markdown-it logs a line per rule it tries at DEBUG: thousands for one document.
+logging.getLogger("markdown_it").setLevel(logging.INFO)
 
 _PARSER = (
     MarkdownIt("commonmark", {"html": True, "maxNesting": MAX_DEPTH})

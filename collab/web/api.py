@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import docid, yupdate
+from .. import content, docid, yupdate
 from ..fanout import Fanout
 from ..health import Health
 from ..persistence import Persistence
@@ -53,6 +53,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
         Route("/api/documents/{doc_id}", delete_document, methods=["DELETE"]),
         Route("/api/documents/{doc_id}/text", document_text, methods=["GET"]),
+        Route("/api/documents/{doc_id}/content", get_content, methods=["GET"]),
+        Route("/api/documents/{doc_id}/content", put_content, methods=["PUT"]),
         Route("/api/documents/{doc_id}/update", export_update, methods=["GET"]),
         Route("/api/documents/{doc_id}/update", import_update, methods=["POST"]),
         Route("/api/documents/{doc_id}/versions", list_versions, methods=["GET"]),
@@ -158,6 +160,47 @@ async def document_text(request: Request) -> Response:
     async with _room(request) as room:
         state = room.doc.get_update()
     return PlainTextResponse(plain_text(state))
+
+
+async def get_content(request: Request) -> Response:
+    """The editor's content as text, ProseMirror JSON, HTML or Markdown."""
+    format = request.query_params.get("format", "text")
+    if format not in content.FORMATS:
+        raise ApiError(400, "bad_format", f"format must be one of {', '.join(content.FORMATS)}")
+    async with _room(request) as room:
+        if format == "json":
+            return JSONResponse(content.to_json(room.doc))
+        render = {"text": content.to_text, "html": content.to_html}.get(format, content.to_markdown)
+        body = render(room.doc)
+    return Response(body, media_type=content.MEDIA_TYPES[format])
+
+
+async def put_content(request: Request) -> Response:
+    """Content in one of the four formats becomes the document's (or is appended to
+    it) as one change: sent to live peers, stored, kept in history."""
+    async with _room(request, write=True) as room:
+        body = await _json_object(request)
+        format = body.get("format")
+        if format not in content.FORMATS:
+            raise ApiError(400, "bad_format", f"format must be one of {', '.join(content.FORMATS)}")
+        mode = body.get("mode", "replace")
+        if mode not in content.MODES:
+            raise ApiError(400, "bad_request", f"mode must be one of {', '.join(content.MODES)}")
+        if "content" not in body:
+            raise ApiError(400, "bad_content", "the body has no content")
+        try:
+            parsed = content.parse(format, body["content"])
+        except content.InvalidContent as exc:
+            raise ApiError(400, "bad_content", str(exc)) from None
+        # Computed on a copy, then applied like any edit: one change, stored and sent.
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(room.doc.get_update())
+        before = scratch.get_state()
+        content.write(scratch, parsed, mode)
+        update = scratch.get_update(before)
+        room.apply_update(update, "api", strict=False)
+    log.info("content of %r written from %s (%s)", room.doc_id, format, mode)
+    return JSONResponse({"format": format, "mode": mode, "applied": len(update)})
 
 
 async def export_update(request: Request) -> Response:
