@@ -6,6 +6,7 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
     INVALID_PAYLOAD = 1007
     POLICY_VIOLATION = 1008
@@ -22,6 +23,7 @@ class CloseCode(IntEnum):
 REASONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "closed",
     CloseCode.GOING_AWAY: "going away",
+    CloseCode.PROTOCOL_ERROR: "protocol error",
     CloseCode.UNSUPPORTED_DATA: "unsupported message",
     CloseCode.INVALID_PAYLOAD: "malformed message",
     CloseCode.POLICY_VIOLATION: "policy violation",
@@ -36,6 +38,8 @@ REASONS: dict[CloseCode, str] = {
 
 
 _CLOSE_REASONS: dict[int, str] = {
+    CloseCode.GOING_AWAY: "connection_lost",
+    CloseCode.PROTOCOL_ERROR: "malformed",
     CloseCode.TRY_AGAIN_LATER: "slow_consumer",
     CloseCode.MESSAGE_TOO_BIG: "too_big",
     CloseCode.INVALID_PAYLOAD: "malformed",
@@ -50,5 +54,5 @@ _CLOSE_REASONS: dict[int, str] = {
 
 
 def close_reason(code: int | None) -> str:
-    """The metrics label for why a peer was closed; "client" when it left by itself."""
-    return _CLOSE_REASONS.get(code or 0, "client")
+    """The metrics label for why the server closed a peer with ``code``."""
+    return _CLOSE_REASONS.get(code or 0, "server")

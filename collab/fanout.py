@@ -275,6 +275,7 @@ class Fanout:
                 link.replies,
                 others,
                 (self._clock() - started) * 1000,
+                extra={"doc": doc_id},
             )
         return doc
 
@@ -393,7 +394,9 @@ class Fanout:
             return
         for doc_id in deleted:
             if doc_id in self._links:
-                log.info("document %r was deleted while the bus was down", doc_id)
+                log.info(
+                    "document %r was deleted while the bus was down", doc_id, extra={"doc": doc_id}
+                )
                 self._drop(doc_id)
 
     def _drop(self, doc_id: str) -> None:
@@ -445,6 +448,7 @@ class Fanout:
                 link.doc_id,
                 message.sender,
                 exc,
+                extra={"doc": link.doc_id},
             )
 
     def _handle(self, link: _Link, message: Message) -> None:
@@ -466,7 +470,12 @@ class Fanout:
         elif kind is Kind.LEFT:
             self._spawn(self._probe(link))
         elif kind is Kind.DELETED:
-            log.info("document %r was deleted by process %s", link.doc_id, message.sender)
+            log.info(
+                "document %r was deleted by process %s",
+                link.doc_id,
+                message.sender,
+                extra={"doc": link.doc_id},
+            )
             self._drop(link.doc_id)
 
     def _apply(self, link: _Link, update: bytes) -> None:

@@ -72,7 +72,10 @@ class ProtocolHandler:
         if not self.peer.can_write:
             self.stats.updates_refused += 1
             log.warning(
-                "read-only peer %s tried to change %r; refused", self.peer.id, self.room.doc_id
+                "read-only peer %s tried to change %r; refused",
+                self.peer.id,
+                self.room.doc_id,
+                extra={"doc": self.room.doc_id, "peer": self.peer.id, "client": self.peer.client},
             )
             self.peer.send(protocol.permission_denied("read-only"))
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
@@ -13,10 +14,27 @@ from typing import Any
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+def timestamp(record: logging.LogRecord) -> str:
+    """RFC 3339 in UTC, to the millisecond: ``2026-12-01T11:32:26.123Z``."""
+    moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return timestamp(record)
+
+
 class JsonFormatter(logging.Formatter):
+    """One object per line: ``time``, ``level``, ``logger``, ``message``, and the
+    fields the call passed in ``extra`` (``doc``, ``peer``, ``client``, ``code``…)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -32,7 +50,7 @@ def configure(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -41,13 +59,16 @@ def configure(level: str, fmt: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     # uvicorn logs every accepted WebSocket at info, alembic its set-up steps, and
-    # redis-py each connection's set-up; collab logs its own line for each of these.
+    # redis-py each connection's set-up, httpx each webhook request; collab logs its
+    # own line for each of these.
     quiet = (
         "uvicorn.error",
         "alembic.runtime.plugins",
         "alembic.runtime.migration",
         "aiosqlite",
         "redis",
+        "httpx",
+        "httpcore",
     )
     for name in quiet:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

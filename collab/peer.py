@@ -42,6 +42,14 @@ class PeerState(enum.Enum):
     CLOSED = "closed"
 
 
+class Departure(enum.Enum):
+    """Which end closed a peer's connection."""
+
+    CLIENT = "client"  # the client closed it, or the connection dropped
+    SERVER = "server"  # collab or the server under it, with ``close_code``
+    TIMEOUT = "timeout"  # the client stopped answering pings
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -70,6 +78,7 @@ class Peer:
         "client",
         "close_code",
         "close_reason",
+        "departure",
         "frames_sent",
         "id",
         "opened_at",
@@ -91,6 +100,7 @@ class Peer:
         self.state = PeerState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
+        self.departure: Departure | None = None
         self.opened_at = time.monotonic()
         self.frames_sent = 0
         self.bytes_sent = 0
@@ -130,6 +140,7 @@ class Peer:
                 self.id,
                 self._queued,
                 self._queued_bytes,
+                extra={"peer": self.id, "client": self.client},
             )
             self.close(CloseCode.TRY_AGAIN_LATER)
             return
@@ -142,6 +153,7 @@ class Peer:
         self._transition(PeerState.OPEN, PeerState.CLOSING)
         self.close_code = code
         self.close_reason = reason if reason is not None else _reason(code)
+        self.departure = Departure.SERVER
         self._queue.clear()
         self._queued = 0
         self._queued_bytes = 0
@@ -153,12 +165,20 @@ class Peer:
         else:
             self._start_writer()
 
-    def disconnected(self, code: int) -> None:
-        """The remote end is gone; nothing more can be written."""
+    def disconnected(
+        self, code: int, reason: str = "", departure: Departure = Departure.CLIENT
+    ) -> None:
+        """The connection is gone; nothing more can be written. ``departure`` says who
+        closed it when it was not this peer: the client, or the server under the socket
+        (at its shutdown, or on a frame it could not parse) with ``code`` and ``reason``."""
         if self.state is PeerState.OPEN:
             self._transition(PeerState.OPEN, PeerState.CLOSING)
             self.close_code = code
-            self.close_reason = "closed by client"
+            self.departure = departure
+            if departure is Departure.CLIENT:
+                self.close_reason = "closed by client"
+            else:
+                self.close_reason = reason or _reason(code)
         if self._writer is not None:
             self._writer.cancel()
 

@@ -161,12 +161,17 @@ class Persistence:
             try:
                 rows = await self.store.append(doc_id, log_rows(batch[:count]))
             except DocumentDeleted:
-                log.warning("%d updates to deleted document %r dropped", count, doc_id)
+                log.warning(
+                    "%d updates to deleted document %r dropped",
+                    count,
+                    doc_id,
+                    extra={"doc": doc_id},
+                )
                 del self._pending[doc_id]
                 self._unwritten_since.pop(doc_id, None)
                 return True
             except Exception as exc:
-                self._failed(f"writing {doc_id!r}", exc)
+                self._failed(f"writing {doc_id!r}", exc, doc_id)
                 if len(batch) > MERGE_PENDING_ABOVE:
                     updates = [update for update, _ in batch]
                     merged, pending, _ = compact(None, updates)
@@ -200,7 +205,7 @@ class Persistence:
             try:
                 await self.store.compact(doc_id)
             except Exception as exc:
-                self._failed(f"compacting {doc_id!r}", exc)
+                self._failed(f"compacting {doc_id!r}", exc, doc_id)
                 return False
             if self._observe is not None:
                 self._observe("snapshot", time.perf_counter() - started)
@@ -252,13 +257,14 @@ class Persistence:
             except DocumentDeleted:
                 return True
             except Exception as exc:
-                self._failed(f"checking {room.doc_id!r} against memory", exc)
+                self._failed(f"checking {room.doc_id!r} against memory", exc, room.doc_id)
                 return False
         self._changed_at.setdefault(room.doc_id, self._clock())
         log.warning(
             "wrote %d bytes of %r that only memory held (another process's unwritten edits)",
             len(missing),
             room.doc_id,
+            extra={"doc": room.doc_id},
         )
         return True
 
@@ -280,7 +286,7 @@ class Persistence:
         except DocumentDeleted:
             return None
         except Exception as exc:
-            self._failed(f"saving a version of {room.doc_id!r}", exc)
+            self._failed(f"saving a version of {room.doc_id!r}", exc, room.doc_id)
             return None
 
     def discard(self, doc_id: str) -> None:
@@ -395,10 +401,15 @@ class Persistence:
         if lock is not None and not lock.locked():
             del self._doc_locks[doc_id]
 
-    def _failed(self, what: str, exc: Exception) -> None:
+    def _failed(self, what: str, exc: Exception, doc_id: str) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         if self.healthy:
-            log.error("database write failed (%s): %s; retrying", what, self.last_error)
+            log.error(
+                "database write failed (%s): %s; retrying",
+                what,
+                self.last_error,
+                extra={"doc": doc_id},
+            )
         self.healthy = False
 
     def _recovered(self) -> None:

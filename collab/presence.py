@@ -256,7 +256,7 @@ class Presence:
         # Once per owner: the rest at debug level, so that a flood is not a log flood.
         level = logging.DEBUG if owner in self._warned else logging.WARNING
         self._warned.add(owner)
-        log.log(level, "room %r: %s " + message, self.name, owner, *args)
+        log.log(level, "room %r: %s " + message, self.name, owner, *args, extra={"doc": self.name})
 
     def _encode(self, clients: list[int]) -> bytes | None:
         return _encode([(c, self._clocks[c], self._states[c]) for c in clients])

@@ -145,6 +145,7 @@ class Room:
                 self.doc_id,
                 type(exc).__name__,
                 str(exc)[:200],
+                extra={"doc": self.doc_id},
             )
             for damaged in self.damage_listeners:
                 damaged(self)

@@ -138,7 +138,12 @@ class RoomRegistry:
         seconds = time.perf_counter() - started
         if self._observe is not None:
             self._observe("load", seconds)
-        log.debug("room %r loaded in %.1f ms", doc_id, seconds * 1000)
+        log.debug(
+            "room %r loaded in %.1f ms",
+            doc_id,
+            seconds * 1000,
+            extra={"doc": doc_id, "duration_ms": round(seconds * 1000, 1)},
+        )
         return room
 
     def _damaged(self, room: Room) -> None:
@@ -177,7 +182,7 @@ class RoomRegistry:
         if written:
             room.state = RoomState.CLOSED
             del self.rooms[room.doc_id]
-            log.debug("room %r released", room.doc_id)
+            log.debug("room %r released", room.doc_id, extra={"doc": room.doc_id})
         else:
             room.state = RoomState.OPEN
             if room.holders == 0:

@@ -7,7 +7,7 @@ import collections
 from dataclasses import dataclass, field
 
 from .closecodes import close_reason
-from .peer import Peer
+from .peer import Departure, Peer
 
 
 @dataclass
@@ -26,4 +26,13 @@ class Stats:
     def peer_closed(self, peer: Peer) -> None:
         self.frames_sent += peer.frames_sent
         self.bytes_sent += peer.bytes_sent
-        self.peers_closed[close_reason(peer.close_code)] += 1
+        self.peers_closed[departure_label(peer)] += 1
+
+
+def departure_label(peer: Peer) -> str:
+    """Why a peer that is gone was closed, as the ``collab_peers_closed`` label."""
+    if peer.departure is Departure.SERVER:
+        return close_reason(peer.close_code)
+    if peer.departure is Departure.TIMEOUT:
+        return "ping_timeout"
+    return "client"

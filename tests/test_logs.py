@@ -3,8 +3,15 @@ a failure that repeats is summarised instead of repeated in full."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import os
 import re
-from typing import NamedTuple
+import signal
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -13,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from collab.closecodes import CloseCode
-from collab.logs import Repeats
+from collab.logs import JsonFormatter, Repeats, TextFormatter
 from collab.schema import updates
 from collab.sqlstore import SqlStore, create_engine, utcnow
 
@@ -22,10 +29,10 @@ from .support import CollabServer, eventually
 from .test_auth import SECRET, token
 from .yclient import YClient
 
-# "2026-01-01 12:00:00,123 WARNING collab.ws: refused …" (the text format of collab.logs)
-LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$"
-)
+# RFC 3339, in UTC, to the millisecond
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+# "2026-01-01T12:00:00.123Z WARNING collab.ws: refused …" (the text format of collab.logs)
+LINE = re.compile(rf"^{TIME} (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
 
 
 class Entry(NamedTuple):
@@ -118,3 +125,129 @@ def test_repeats_are_counted_until_the_interval_has_passed() -> None:
     assert repeats.hit("a") == (False, 1)
     assert repeats.hit("c") == (True, 0)  # over max_kinds: the oldest are forgotten
     assert len(repeats._kinds) <= 2
+
+
+def test_timestamps_are_rfc3339_in_utc_to_the_millisecond() -> None:
+    record = logging.makeLogRecord({"msg": "hello %s", "args": ("there",), "name": "collab.x"})
+    record.created = datetime.datetime(2026, 12, 1, 11, 32, 26, 123456, datetime.UTC).timestamp()
+    record.levelname = "INFO"
+    assert TextFormatter().format(record) == "2026-12-01T11:32:26.123Z INFO collab.x: hello there"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["time"] == "2026-12-01T11:32:26.123Z"
+    assert datetime.datetime.fromisoformat(entry["time"]).utcoffset() == datetime.timedelta(0)
+
+
+def _json_lines(server: CollabServer) -> list[dict[str, Any]]:
+    """Every line of a server's log, each one JSON object (the test fails otherwise)."""
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    for line in lines:
+        assert re.fullmatch(TIME, line["time"]), line
+    return lines
+
+
+def _named(lines: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line["message"].startswith(prefix)]
+
+
+async def test_json_lines_carry_the_connection_in_fields(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(auth_secret=SECRET, log_format="json", log_level="info")
+    async with YClient(server.ws_url(doc_id) + f"?token={token(sub='ana')}") as client:
+        client.append("secret words")
+        await client.flush()
+        await eventually(lambda: bool(_named(_json_lines(server), "open ")), what="the open line")
+    assert await _refused(server.ws_url(doc_id)) == 401
+    async with httpx.AsyncClient() as http:
+        missing = await http.get(
+            server.url + "/api/documents/no-such-doc",
+            headers={"Authorization": f"Bearer {token()}"},
+        )
+    assert missing.status_code == 404
+    await eventually(lambda: bool(_named(_json_lines(server), "close ")), what="the close line")
+    await eventually(lambda: len(_named(_json_lines(server), "refused ")) == 2, what="refusals")
+    lines = _json_lines(server)
+    [opened], [closed] = _named(lines, "open "), _named(lines, "close ")
+    client_address = opened["client"]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", client_address)
+    assert opened["logger"] == "collab.ws"
+    assert {k: opened[k] for k in ("doc", "user", "mode")} == {
+        "doc": doc_id,
+        "user": "ana",
+        "mode": "rw",
+    }
+    assert isinstance(opened["peer"], int)
+    assert {k: closed[k] for k in ("doc", "peer", "client", "user", "code", "reason", "by")} == {
+        "doc": doc_id,
+        "peer": opened["peer"],
+        "client": client_address,
+        "user": "ana",
+        "code": CloseCode.NORMAL,
+        "reason": "closed by client",
+        "by": "client",
+    }
+    assert isinstance(closed["duration_ms"], int)
+    assert closed["duration_ms"] >= 0
+    refused_ws, refused_api = _named(lines, "refused ")
+    assert refused_ws["level"] == "warning"
+    assert {k: refused_ws[k] for k in ("doc", "status", "error")} == {
+        "doc": doc_id,
+        "status": 401,
+        "error": "unauthorized",
+    }
+    assert {k: refused_api[k] for k in ("doc", "status", "error")} == {
+        "doc": "no-such-doc",
+        "status": 404,
+        "error": "not_found",
+    }
+    assert "secret words" not in server.log()
+
+
+async def test_a_peer_the_server_closes_at_shutdown_is_not_closed_by_its_client(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(log_format="json", log_level="info")
+    async with YClient(server.ws_url(doc_id)) as client:
+        await eventually(lambda: bool(_named(_json_lines(server), "open ")), what="the open line")
+        server.signal(signal.SIGTERM)
+        await client.wait_closed()
+        assert client.close_code == CloseCode.SERVICE_RESTART
+    assert server.stop() in (0, -signal.SIGTERM)
+    [closed] = _named(_json_lines(server), "close ")
+    assert {k: closed[k] for k in ("doc", "code", "reason", "by")} == {
+        "doc": doc_id,
+        "code": CloseCode.SERVICE_RESTART,
+        "reason": "server restarting",
+        "by": "server",
+    }
+    assert "closed by client" not in closed["message"]
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_as_timed_out(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(log_format="json", ping_interval="0.2", ping_timeout="0.3")
+    # A client that shakes hands and then reads nothing: it never answers a ping.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws/{doc_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    try:
+        await eventually(lambda: bool(_named(_json_lines(server), "close ")), what="the close line")
+    finally:
+        writer.close()
+    [closed] = _named(_json_lines(server), "close ")
+    assert {k: closed[k] for k in ("doc", "code", "by")} == {
+        "doc": doc_id,
+        "code": CloseCode.INTERNAL_ERROR,
+        "by": "timeout",
+    }
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(server.url + "/metrics")).text
+    assert 'collab_peers_closed_total{reason="ping_timeout"} 1.0' in metrics

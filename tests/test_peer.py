@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from collab.closecodes import CloseCode
-from collab.peer import Peer, PeerState
+from collab.peer import Departure, Peer, PeerState
+from collab.stats import Stats
 
 from .support import eventually
 
@@ -149,3 +150,28 @@ async def test_a_peer_closed_by_its_client_needs_no_writer() -> None:
     peer.disconnected(CloseCode.GOING_AWAY)
     await peer.wait_closed()
     assert peer.state is PeerState.CLOSED
+    assert (peer.departure, peer.close_reason) == (Departure.CLIENT, "closed by client")
+
+
+async def test_who_closed_a_peer_is_what_it_is_counted_as() -> None:
+    stats = Stats()
+    by_client, by_server, by_shutdown, timed_out, by_peer = (Peer(FakeTransport()) for _ in "12345")
+    # A client may send any code: it is still the client that left.
+    by_client.disconnected(CloseCode.INTERNAL_ERROR)
+    by_server.disconnected(CloseCode.MESSAGE_TOO_BIG, "", Departure.SERVER)
+    by_shutdown.disconnected(CloseCode.SERVICE_RESTART, "", Departure.SERVER)
+    timed_out.disconnected(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", Departure.TIMEOUT)
+    by_peer.close(CloseCode.SERVICE_RESTART)
+    by_peer.disconnected(CloseCode.NORMAL)  # the client's answer changes nothing
+    peers = [by_client, by_server, by_shutdown, timed_out, by_peer]
+    for peer in peers:
+        await peer.wait_closed()
+        stats.peer_closed(peer)
+    assert [(p.departure, p.close_code, p.close_reason) for p in peers] == [
+        (Departure.CLIENT, CloseCode.INTERNAL_ERROR, "closed by client"),
+        (Departure.SERVER, CloseCode.MESSAGE_TOO_BIG, "message too big"),
+        (Departure.SERVER, CloseCode.SERVICE_RESTART, "server restarting"),
+        (Departure.TIMEOUT, CloseCode.INTERNAL_ERROR, "keepalive ping timeout"),
+        (Departure.SERVER, CloseCode.SERVICE_RESTART, "server restarting"),
+    ]
+    assert stats.peers_closed == {"client": 1, "too_big": 1, "restart": 2, "ping_timeout": 1}

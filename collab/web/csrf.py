@@ -43,12 +43,14 @@ class CsrfGuard:
                 self._check(HTTPConnection(scope), scope["path"])
             except ApiError as refused:
                 client = scope.get("client")
+                address = f"{client[0]}:{client[1]}" if client else "unknown"
                 log.warning(
                     "refused %s %s from %s: %s",
                     scope["method"],
                     scope["path"][:200],
-                    f"{client[0]}:{client[1]}" if client else "unknown",
+                    address,
                     refused.detail,
+                    extra={"client": address, "status": refused.status, "error": refused.error},
                 )
                 response = JSONResponse(error_body(refused.error, refused.detail), refused.status)
                 await response(scope, receive, send)

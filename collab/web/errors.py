@@ -28,16 +28,21 @@ def error_body(error: str, detail: str) -> dict[str, str]:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    client = request.client
+    client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+    fields = {"client": client, "status": exc.status, "error": exc.error}
+    doc_id = request.path_params.get("doc_id")
+    if isinstance(doc_id, str):
+        fields["doc"] = doc_id[:200]
     log.log(
         logging.WARNING if exc.status in _REFUSALS else logging.INFO,
         "refused %s %s from %s: %d %s: %s",
         request.method,
         request.url.path[:200],
-        f"{client.host}:{client.port}" if client else "unknown",
+        client,
         exc.status,
         exc.error,
         exc.detail,
+        extra=fields,
     )
     return JSONResponse(error_body(exc.error, exc.detail), exc.status)
 

@@ -21,7 +21,7 @@ from ..closecodes import CloseCode
 from ..handler import ProtocolHandler
 from ..health import Health
 from ..logs import Repeats
-from ..peer import Peer, PeerState
+from ..peer import Departure, Peer, PeerState
 from ..presence import PresenceRefused
 from ..protocol import ProtocolError, UnknownMessage
 from ..ratelimit import TokenBucket
@@ -42,8 +42,11 @@ READ_TURN = 0.005
 LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's failed loads
 
 
+Departed = tuple[Departure, int, str]  # who closed a connection, with what code and reason
+
+
 class AsgiTransport:
-    __slots__ = ("_batches", "_reader", "_send", "aborted", "closing", "write_now")
+    __slots__ = ("_batches", "_reader", "_send", "aborted", "closing", "departure", "write_now")
 
     def __init__(self, send: Send, reader: asyncio.Task[object], scope: Scope) -> None:
         self._send = send
@@ -55,6 +58,8 @@ class AsgiTransport:
         self.write_now: Callable[[bytes], bool] = (frames or {}).get("write_now", _never)
         # Whether the connection is going, for a reader holding its next receive.
         self.closing: Callable[[], bool] = (frames or {}).get("closing", _not_closing)
+        # Who closed the connection, if the server under the app did it first.
+        self.departure: Callable[[], Departed | None] | None = (frames or {}).get("departure")
         self.aborted = False
 
     async def send(self, frame: bytes) -> None:
@@ -81,6 +86,14 @@ def _never(frame: bytes) -> bool:
 
 def _not_closing() -> bool:
     return False
+
+
+def _departure_of(code: int) -> Departed | None:
+    """Who closed a connection, from its code alone (a server that does not say): a
+    server's shutdown sends 1012, which a browser may not send."""
+    if code == CloseCode.SERVICE_RESTART:
+        return Departure.SERVER, code, ""
+    return None
 
 
 # Messages that change the document (sync step 2, update): a writer's wait while
@@ -124,7 +137,12 @@ class SyncEndpoint:
         address = scope["client"][0] if scope.get("client") else ""
         client = _client(scope)
         if not docid.is_valid(doc_id):
-            log.warning("refused %s: invalid document id %r", client, doc_id[:200])
+            log.warning(
+                "refused %s: invalid document id %r",
+                client,
+                doc_id[:200],
+                extra={"client": client, "doc": doc_id[:200], "status": 400, "error": "bad_doc_id"},
+            )
             await _deny(websocket, 400, "bad_doc_id", docid.RULE)
             return
         # Everything is checked before the socket is accepted: a refused client gets
@@ -135,7 +153,18 @@ class SyncEndpoint:
             self.access.open_connection(address)
         except ApiError as refused:
             self.stats.peers_closed[_REFUSAL_REASONS.get(refused.status, "auth")] += 1
-            log.warning("refused %s on %r: %s", client, doc_id, refused.detail)
+            log.warning(
+                "refused %s on %r: %s",
+                client,
+                doc_id,
+                refused.detail,
+                extra={
+                    "client": client,
+                    "doc": doc_id,
+                    "status": refused.status,
+                    "error": refused.error,
+                },
+            )
             await _deny(websocket, refused.status, refused.error, refused.detail)
             return
         try:
@@ -148,7 +177,12 @@ class SyncEndpoint:
         try:
             room = await self.registry.acquire(doc_id)
         except DocumentDeleted:
-            log.warning("refused %s: document %r is deleted", client, doc_id)
+            log.warning(
+                "refused %s: document %r is deleted",
+                client,
+                doc_id,
+                extra={"client": client, "doc": doc_id, "status": 410, "error": "deleted"},
+            )
             await _deny(websocket, 410, "deleted", "this document was deleted")
             return
         except Exception as exc:
@@ -161,6 +195,7 @@ class SyncEndpoint:
                     doc_id,
                     client,
                     f" ({since} more failures since the last traceback)" if since else "",
+                    extra={"client": client, "doc": doc_id, "failures": since},
                 )
             else:
                 log.warning(
@@ -169,6 +204,7 @@ class SyncEndpoint:
                     client,
                     f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
                     since,
+                    extra={"client": client, "doc": doc_id, "failures": since},
                 )
             await websocket.accept()
             await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
@@ -204,13 +240,20 @@ class SyncEndpoint:
             client,
             grant.sub,
             grant.mode.value,
+            extra={
+                "doc": room.doc_id,
+                "peer": peer.id,
+                "client": client,
+                "user": grant.sub,
+                "mode": grant.mode.value,
+            },
         )
         self.stats.peers_opened += 1
         expiry = _close_at_expiry(peer, grant)
         room.join(peer)
         try:
             handler = ProtocolHandler(peer, room, self.stats)
-            await self._read(conn.receive, peer, handler, transport.closing)
+            await self._read(conn.receive, peer, handler, transport)
         except asyncio.CancelledError:
             if not transport.aborted:
                 raise
@@ -221,14 +264,27 @@ class SyncEndpoint:
                 expiry.cancel()
         await peer.wait_closed()
         self.stats.peer_closed(peer)
+        departure = peer.departure.value if peer.departure is not None else "client"
+        duration = time.monotonic() - peer.opened_at
         log.info(
-            "close doc=%s peer=%s client=%s duration=%.1fs code=%s reason=%r",
+            "close doc=%s peer=%s client=%s duration=%.1fs code=%s reason=%r by=%s",
             room.doc_id,
             peer.id,
             client,
-            time.monotonic() - peer.opened_at,
+            duration,
             peer.close_code,
             peer.close_reason,
+            departure,
+            extra={
+                "doc": room.doc_id,
+                "peer": peer.id,
+                "client": client,
+                "user": grant.sub,
+                "duration_ms": round(duration * 1000),
+                "code": peer.close_code,
+                "reason": peer.close_reason,
+                "by": departure,
+            },
         )
 
     async def _read(
@@ -236,8 +292,9 @@ class SyncEndpoint:
         receive: Receive,
         peer: Peer,
         handler: ProtocolHandler,
-        closing: Callable[[], bool],
+        transport: AsgiTransport,
     ) -> None:
+        closing = transport.closing
         settings = self.settings
         max_size = settings.max_message_size
         stats = self.stats
@@ -252,7 +309,13 @@ class SyncEndpoint:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
                 code = int(message.get("code", CloseCode.NORMAL))
-                peer.disconnected(code)
+                departed = transport.departure
+                closed = departed() if departed is not None else _departure_of(code)
+                if closed is None:
+                    peer.disconnected(code)
+                else:
+                    departure, code, reason = closed
+                    peer.disconnected(code, reason, departure)
                 if code == CloseCode.MESSAGE_TOO_BIG:
                     _refuse(peer, "a message over the size limit")
                 return
@@ -341,7 +404,13 @@ def _close_at_expiry(peer: Peer, grant: Grant) -> asyncio.TimerHandle | None:
 
 
 def _refuse(peer: Peer, what: str) -> None:
-    log.warning("peer %s (%s) sent %s; closing it", peer.id, peer.client, what)
+    log.warning(
+        "peer %s (%s) sent %s; closing it",
+        peer.id,
+        peer.client,
+        what,
+        extra={"peer": peer.id, "client": peer.client},
+    )
 
 
 def _client(scope: Scope) -> str:

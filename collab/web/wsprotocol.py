@@ -14,6 +14,10 @@ announced in the scope as ``extensions[FRAMES]``:
   one call: a peer that fell behind costs one write for its whole queue.
 - ``closing() -> bool``: whether the connection is going (closed by either side, or
   by the server's shutdown), for an app that waits before its next receive.
+- ``departure() -> (Departure, code, reason) | None``: who closed the connection when
+  the server under the app did, before the client: at its shutdown (1012), on a frame
+  it could not parse, or on a ping timeout; None if it did not. uvicorn's disconnect
+  event does not say: at shutdown it looks like a client that sent 1012.
 
 Under any other ASGI server the app sends one message at a time.
 
@@ -37,6 +41,8 @@ from typing import Any, Generic, TypeVar
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+
+from ..peer import Departure
 
 FRAMES = "collab.frames"
 
@@ -165,6 +171,7 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
     # frames held for the end of the pass.
     out: list[bytes] | None = None
     paused = False  # the transport's buffer is over its high-water mark
+    timed_out = False  # closed because the client stopped answering pings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,10 +186,17 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.conn.extensions:
                 extension["write_now"] = self.write_now
             extension["closing"] = self.closing
+            extension["departure"] = self.departure
             self.scope["extensions"][FRAMES] = extension
 
     def closing(self) -> bool:
         return self.close_sent or self.disconnected or self.transport.is_closing()
+
+    def departure(self) -> tuple[Departure, int, str] | None:
+        sent = self.conn.close_sent
+        if sent is None or self.conn.close_rcvd_then_sent:
+            return None
+        return Departure.TIMEOUT if self.timed_out else Departure.SERVER, sent.code, sent.reason
 
     def keepalive_timeout(self) -> None:
         if not self.queue.empty():
@@ -190,7 +204,9 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             assert self.ping_timeout is not None
             self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
             return
+        closed = self.close_sent or self.transport.is_closing()
         super().keepalive_timeout()
+        self.timed_out = not closed
 
     def pause_writing(self) -> None:
         self.paused = True
