@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 from collections.abc import Awaitable
+from importlib import metadata
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import collab
 from collab.closecodes import CloseCode
+from collab.settings import Settings
+from collab.web.app import create_app
 
 from .conftest import ServerFactory
 from .support import CollabServer, eventually
@@ -68,6 +74,35 @@ async def test_metrics_move_as_traffic_flows(server: CollabServer, doc_id: str) 
 
     await eventually(lambda: _more(flushes(), 0))
     assert after["collab_database_healthy"] == 1
+
+
+async def test_metrics_include_the_process_and_the_build(server: CollabServer) -> None:
+    samples = await _scrape(server)
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "python_gc_objects_collected_total{generation=0}",
+    ):
+        assert samples[name] > 0, name
+    [python] = [k for k in samples if k.startswith("python_info{")]
+    assert f"version={platform.python_version()}" in python
+    [build] = [k for k in samples if k.startswith("collab_build_info{")]
+    assert samples[build] == 1
+    assert f"version={collab.__version__}" in build
+    assert f"pycrdt={metadata.version('pycrdt')}" in build
+    assert f"python={platform.python_version()}" in build
+
+
+def test_apps_in_one_process_each_have_their_own_registry(sqlite_url: str) -> None:
+    settings = Settings.from_env(database_url=sqlite_url)
+    first, second = create_app(settings), create_app(settings)
+    for app in (first, second):
+        text = generate_latest(app.state.metrics).decode()
+        assert text.count("\nprocess_cpu_seconds_total ") == 1
+        assert text.count("\ncollab_build_info{") == 1
+    assert first.state.metrics is not second.state.metrics
 
 
 async def test_json_logs_one_object_per_line(start_server: ServerFactory, doc_id: str) -> None:

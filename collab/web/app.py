@@ -37,7 +37,7 @@ from . import api
 from .access import Access
 from .csrf import CsrfGuard
 from .errors import ApiError, api_error, http_error
-from .metrics import RuntimeCollector, Timings, metrics_endpoint
+from .metrics import RuntimeCollector, Timings, metrics_endpoint, register_process
 from .openapi import openapi
 from .ws import CollabApp, SyncEndpoint
 
@@ -49,6 +49,7 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 def create_app(settings: Settings) -> Starlette:
     stats = Stats()
     metrics = CollectorRegistry()
+    register_process(metrics)
     timings = Timings(metrics)
     engine = create_engine(settings.database_url)
     store = SqlStore(engine)

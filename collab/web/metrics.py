@@ -1,16 +1,29 @@
-"""Prometheus metrics: the core's counters and gauges read at scrape time, and the
-durations of database operations. Each process exposes its own."""
+"""Prometheus metrics: the core's counters and gauges read at scrape time, the
+durations of database operations, the process's own series and the build. Each
+process exposes its own."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
+from importlib import metadata
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import __version__
 from ..fanout import Fanout
 from ..health import Health
 from ..persistence import Persistence
@@ -18,6 +31,27 @@ from ..rooms import RoomRegistry
 from ..stats import Stats
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+# Libraries whose release a bug report needs, as collab_build_info labels.
+_LIBRARIES = ("pycrdt", "starlette", "uvicorn", "websockets", "sqlalchemy")
+
+
+def register_process(registry: CollectorRegistry) -> None:
+    """On collab's own registry, what prometheus_client's default one has (the
+    ``process_*``, ``python_info`` and ``python_gc_*`` series), and
+    ``collab_build_info``. One registry per app: ``create_app`` may run several
+    times in one process."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    build = Info("collab_build", "collab's release and those it runs on", registry=registry)
+    build.info(build_info())
+
+
+def build_info() -> dict[str, str]:
+    versions = {name: metadata.version(name) for name in _LIBRARIES}
+    return {"version": __version__, "python": platform.python_version(), **versions}
 
 
 class Timings:
