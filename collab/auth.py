@@ -23,12 +23,31 @@ class AuthError(Exception):
     """A token is missing, malformed, badly signed or expired; the message says which."""
 
 
+MAX_NAME = 200
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
+    """Who a caller is and what it may do: from a token's claims, or made by the
+    host's authenticate hook (``Grant("carol", name="Carol", mode="ro")``)."""
+
     sub: str
-    docs: tuple[str, ...]
-    mode: Mode
-    exp: float | None
+    docs: tuple[str, ...] = ("*",)
+    mode: Mode = Mode.READ_WRITE
+    exp: float | None = None
+    name: str | None = None  # what the editor shows; ``sub`` when None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sub, str) or not self.sub:
+            raise ValueError("a Grant's sub must be a non-empty string")
+        if self.name is not None and (not isinstance(self.name, str) or len(self.name) > MAX_NAME):
+            raise ValueError(f"a Grant's name must be a string of at most {MAX_NAME} characters")
+        object.__setattr__(self, "docs", tuple(self.docs))
+        object.__setattr__(self, "mode", Mode(self.mode))
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.sub
 
     @property
     def can_write(self) -> bool:
@@ -86,17 +105,28 @@ def _grant(claims: dict[str, object]) -> Grant:
         raise AuthError('invalid token: mode must be "rw" or "ro"')
     if not isinstance(exp, int | float):
         raise AuthError("invalid token: exp must be a number")
-    return Grant(sub=sub, docs=tuple(docs), mode=Mode(mode), exp=float(exp))
+    name = claims.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
+        raise AuthError(f"invalid token: name must be a string of at most {MAX_NAME} characters")
+    return Grant(sub=sub, docs=tuple(docs), mode=Mode(mode), exp=float(exp), name=name or None)
 
 
 def issue(
-    secret: str, sub: str, docs: Sequence[str], *, read_only: bool = False, ttl: float = 3600
+    secret: str,
+    sub: str,
+    docs: Sequence[str],
+    *,
+    read_only: bool = False,
+    ttl: float = 3600,
+    name: str | None = None,
 ) -> str:
     """A token signed with ``secret`` (HS256), as `collab token` prints it."""
-    claims = {
+    claims: dict[str, object] = {
         "sub": sub,
         "docs": list(docs),
         "mode": Mode.READ_ONLY.value if read_only else Mode.READ_WRITE.value,
         "exp": int(time.time() + ttl),
     }
+    if name:
+        claims["name"] = name
     return jwt.encode(claims, secret, algorithm="HS256")

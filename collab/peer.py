@@ -83,6 +83,7 @@ class Peer:
         "id",
         "opened_at",
         "state",
+        "user",
     )
 
     def __init__(
@@ -90,12 +91,14 @@ class Peer:
         transport: Transport,
         *,
         client: str = "",
+        user: str = "",
         can_write: bool = True,
         max_messages: int = 4096,
         max_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.id = next(_ids)
         self.client = client
+        self.user = user  # who the grant names
         self.can_write = can_write
         self.state = PeerState.OPEN
         self.close_code: int | None = None

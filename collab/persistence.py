@@ -19,6 +19,7 @@ from pycrdt import Doc
 
 from . import ymerge
 from .fanout import BUS
+from .plaintext import title
 from .room import Origin, Room
 from .state import StoredDoc, build_doc, compact
 from .store import DocumentDeleted, DocumentStore, VersionInfo
@@ -80,6 +81,7 @@ class Persistence:
         # arrived during a write, when that write began: no later than their arrival)
         self._unwritten_since: dict[str, float] = {}
         self._log_rows: dict[str, int] = {}
+        self._titles: dict[str, str] = {}  # doc id -> the title its last write stored
         self._changed_at: dict[str, float] = {}  # doc id -> first change since its snapshot
         self._compact_due: set[str] = set()
         self._wake = asyncio.Event()
@@ -87,6 +89,8 @@ class Persistence:
         self._stopping = asyncio.Event()
         self._doc_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Told (doc id, updates written) after a write of a document's updates.
+        self.stored_listeners: list[Callable[[str, int], None]] = []
 
     @property
     def pending_updates(self) -> int:
@@ -159,7 +163,8 @@ class Persistence:
             began = self._clock()
             started = time.perf_counter()
             try:
-                rows = await self.store.append(doc_id, log_rows(batch[:count]))
+                retitled = self._retitled(doc_id)
+                rows = await self.store.append(doc_id, log_rows(batch[:count]), title=retitled)
             except DocumentDeleted:
                 log.warning(
                     "%d updates to deleted document %r dropped",
@@ -179,6 +184,8 @@ class Persistence:
                 return False
             if self._observe is not None:
                 self._observe("flush", time.perf_counter() - started)
+            if retitled is not None:
+                self._titles[doc_id] = retitled
             del batch[:count]
             if batch:
                 self._unwritten_since[doc_id] = began
@@ -190,6 +197,8 @@ class Persistence:
                 self._compact_due.add(doc_id)
                 self._compact_wake.set()
             self._recovered()
+            for listener in self.stored_listeners:
+                listener(doc_id, count)
             return True
 
     async def _flush_out(self, doc_id: str) -> bool:
@@ -230,6 +239,8 @@ class Persistence:
     async def salvage(self, room: Room) -> bool:
         """Write what a damaged room accepted before yrs failed, and nothing from its
         memory: no version, no compaction, no comparison with the store."""
+        # Not even its title: the writes below take none from the room.
+        self._rooms.pop(room.doc_id, None)
         delay = self.flush_interval
         while not await self._flush_out(room.doc_id):
             if await self._stopped_within(delay):
@@ -253,7 +264,12 @@ class Persistence:
                 written.apply_update(missing)
                 if written.get_update() == before:
                     return True
-                self._log_rows[room.doc_id] = await self.store.append(room.doc_id, [missing])
+                retitled = self._retitled(room.doc_id)
+                self._log_rows[room.doc_id] = await self.store.append(
+                    room.doc_id, [missing], title=retitled
+                )
+                if retitled is not None:
+                    self._titles[room.doc_id] = retitled
             except DocumentDeleted:
                 return True
             except Exception as exc:
@@ -391,8 +407,18 @@ class Persistence:
             lock = self._doc_locks[doc_id] = asyncio.Lock()
         return lock
 
+    def _retitled(self, doc_id: str) -> str | None:
+        """The room's title if a write should store it: its first, or a changed one.
+        It reads only the blocks up to the first line, so every write may ask."""
+        room = self._rooms.get(doc_id)
+        if room is None:
+            return None
+        current = title(room.doc)
+        return None if self._titles.get(doc_id) == current else current
+
     def _forget(self, doc_id: str) -> None:
         self._rooms.pop(doc_id, None)
+        self._titles.pop(doc_id, None)
         self._last_change.pop(doc_id, None)
         self._log_rows.pop(doc_id, None)
         self._changed_at.pop(doc_id, None)

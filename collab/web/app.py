@@ -1,110 +1,138 @@
-"""The composition root: builds the store, persistence, rooms and routes, and runs
-them for the life of the application."""
+"""The composition root: builds the documents service, the access checks and the
+routes, as one ASGI app that runs standalone or mounted in a host application."""
 
 from __future__ import annotations
 
 import contextlib
-import gc
+import html
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
-from functools import partial
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ..auth import TokenVerifier
 from ..closecodes import CloseCode
-from ..fanout import Fanout
-from ..health import Health
-from ..migrate import check_schema
-from ..persistence import Persistence
-from ..presence import PresenceLimits
-from ..redisbus import RedisTransport
-from ..room import Room
-from ..rooms import RoomRegistry
+from ..documents import Documents
+from ..hooks import Hooks
+from ..logs import Repeats
 from ..settings import Settings
-from ..sqlstore import SqlStore, create_engine
 from ..stats import Stats
+from ..webhooks import Webhooks
 from . import api
 from .access import Access
 from .csrf import CsrfGuard
-from .errors import ApiError, api_error, http_error
+from .errors import ApiError, api_error, error_body, http_error
 from .metrics import RuntimeCollector, Timings, metrics_endpoint, register_process
 from .openapi import openapi
-from .ws import CollabApp, SyncEndpoint
+from .ws import SyncEndpoint
 
 log = logging.getLogger("collab.app")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
+NOT_STARTED = (
+    "collab's lifespan has not run, so nothing could be stored: pass collab.lifespan to "
+    "the host application (FastAPI(lifespan=collab.lifespan)), or enter it in the host's"
+)
 
-def create_app(settings: Settings) -> Starlette:
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+class CollabApp(Starlette):
+    """collab's ASGI app: Starlette, but
+
+    - a WebSocket on ``{prefix}/ws/{doc_id}`` goes straight to the sync endpoint,
+      before the middleware stack and the router (a sync socket lives for hours;
+      routed through them it would keep their suspended frames alive for as long);
+    - until ``lifespan`` has started the documents service every request and socket
+      is refused (503, close 1011): mounted in a host that never ran it, collab would
+      otherwise accept edits it can never store.
+    """
+
+    WS = "/ws/"
+
+    def __init__(
+        self, *, documents: Documents, sync: SyncEndpoint, lifespan: Lifespan, **kw: Any
+    ) -> None:
+        super().__init__(lifespan=lifespan, **kw)
+        self.documents = documents
+        self.sync = sync
+        self.lifespan = lifespan
+        self._refusals = Repeats(60.0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "lifespan" and not self.documents.started:
+            await self._refuse(scope, receive, send)
+            return
+        if kind == "websocket":
+            path = route_path(scope)
+            if path.startswith(self.WS):
+                scope["app"] = self
+                scope["path_params"] = {"doc_id": path[len(self.WS) :]}
+                await self.sync(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        full, since = self._refusals.hit("lifespan")
+        if full:
+            log.error(
+                "%s (refused %s %s%s)",
+                NOT_STARTED,
+                scope["type"],
+                scope.get("path", ""),
+                f"; {since} more refused since" if since else "",
+            )
+        if scope["type"] == "websocket":
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send(
+                    {"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR,
+                     "reason": "collab is not started"}
+                )
+            return
+        response = JSONResponse(error_body("not_started", NOT_STARTED), 503)
+        await response(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path inside collab: without the prefix it is mounted under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) -> CollabApp:
+    """collab as an ASGI app. ``settings`` default to the ``COLLAB_*`` environment.
+
+    Its ``lifespan`` attribute starts and stops it: uvicorn runs it when collab is
+    the application; a host that mounts collab passes it as (or enters it in) its own.
+    """
+    if settings is None:
+        settings = Settings.from_env()
     stats = Stats()
     metrics = CollectorRegistry()
     register_process(metrics)
     timings = Timings(metrics)
-    engine = create_engine(settings.database_url)
-    store = SqlStore(engine)
-    persistence = Persistence(
-        store,
-        flush_interval=settings.flush_interval,
-        snapshot_interval=settings.snapshot_interval,
-        snapshot_threshold=settings.snapshot_threshold,
-        retry_max_delay=settings.retry_max_delay,
-        observe=timings.observe,
-        version_quiet=settings.version_quiet,
-        version_retention=settings.version_retention,
-        shared=bool(settings.redis_url),
+    documents = Documents(settings, hooks=hooks, observe=timings.observe)
+    webhooks = Webhooks.of(settings, documents.store, metrics)
+    metrics.register(
+        RuntimeCollector(
+            documents.registry, documents.persistence, documents.health, stats, documents.fanout
+        )
     )
-    health = Health(persistence, store.ping, max_write_lag=settings.max_write_lag)
-    fanout = _fanout(settings, persistence, lambda doc_id: forget(doc_id))
-
-    def forget(doc_id: str) -> None:
-        """A deleted document leaves memory: its unwritten updates, its room, its peers."""
-        persistence.discard(doc_id)
-        registry.evict(doc_id, CloseCode.DOCUMENT_DELETED)
-
-    def attach(room: Room) -> None:
-        persistence.attach(room)
-        if fanout is not None:
-            fanout.attach(room)
-
-    async def release(room: Room) -> bool:
-        if not await persistence.release(room):
-            return False
-        if fanout is not None:
-            await fanout.detach(room.doc_id)
-        return True
-
-    async def salvage(room: Room) -> bool:
-        if fanout is not None:
-            await fanout.detach(room.doc_id)
-        return await persistence.salvage(room)
-
-    registry = RoomRegistry(
-        persistence.load if fanout is None else partial(fanout.load, loader=persistence.load),
-        attach=attach,
-        releaser=release,
-        salvager=salvage,
-        release_delay=settings.room_release_delay,
-        keepalive_interval=settings.keepalive_interval,
-        observe=timings.observe,
-        max_update_depth=settings.max_update_depth,
-        presence_limits=PresenceLimits(
-            clients_per_peer=settings.max_awareness_clients,
-            state_bytes=settings.max_awareness_state,
-            clients_per_room=settings.max_room_awareness_clients,
-        ),
-    )
-    metrics.register(RuntimeCollector(registry, persistence, health, stats, fanout))
     verifier = (
         TokenVerifier(settings.auth_secret, settings.public_key_pem)
         if settings.auth_secret or settings.auth_public_key
@@ -114,42 +142,20 @@ def create_app(settings: Settings) -> Starlette:
         verifier,
         origins=settings.origins,
         max_connections_per_client=settings.max_connections_per_client,
+        authenticate=documents.hooks.authenticate,
+        runner=documents.runner,
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await check_schema(engine)
-        if verifier is None:
-            log.warning(
-                "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may read "
-                "and change every document"
-            )
-        # What exists now lives as long as the process: out of the collector's way, a
-        # full collection scans only what the rooms and peers made (a 60-80 ms pause
-        # every few seconds under load before).
-        gc.collect()
-        gc.freeze()
-        persistence.start()
-        health.start()
-        registry.start()
-        if fanout is not None:
-            fanout.start()
-        log.info("serving on %s", engine.url.render_as_string(hide_password=True))
-        try:
-            yield
-        finally:
-            deadline = time.monotonic() + settings.shutdown_timeout
-            rooms = await registry.close(CloseCode.SERVICE_RESTART)
-            written = await persistence.close(rooms, deadline)
-            log.info("shutdown: %d rooms written%s", len(rooms), "" if written else " (incomplete)")
-            if fanout is not None:
-                # Another process may have died holding edits it had not written.
-                for room in fanout.changed_by_silent():
-                    if time.monotonic() < deadline:
-                        await persistence.write_missing(room)
-                await fanout.close()
-            await health.stop()
-            await store.close()
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        async with documents.running():
+            if verifier is None and documents.hooks.authenticate is None:
+                log.warning(
+                    "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may "
+                    "read and change every document"
+                )
+            async with webhooks.running() if webhooks else contextlib.nullcontext():
+                yield
 
     app = CollabApp(
         routes=[
@@ -158,55 +164,25 @@ def create_app(settings: Settings) -> Starlette:
             Route("/openapi.json", openapi),
             *_pages(),
         ],
-        sync=SyncEndpoint(registry, settings, stats, access, health),
+        documents=documents,
+        sync=SyncEndpoint(documents, settings, stats, access),
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},
         middleware=[Middleware(CsrfGuard, access=access, body_type=api.body_type)],
     )
     app.state.settings = settings
-    app.state.persistence = persistence
-    app.state.health = health
-    app.state.registry = registry
-    app.state.fanout = fanout
-    app.state.forget = forget
+    app.state.documents = documents
     app.state.metrics = metrics
     app.state.access = access
     return app
 
 
-def _fanout(
-    settings: Settings, persistence: Persistence, forget: Callable[[str], None]
-) -> Fanout | None:
-    if not settings.redis_url:
-        return None
-
-    async def check_storage(rooms: list[Room]) -> None:
-        for room in rooms:
-            await persistence.write_missing(room)
-
-    transport = RedisTransport(
-        settings.redis_url,
-        retry_max_delay=settings.redis_retry_max_delay,
-        idle_timeout=max(3 * settings.redis_heartbeat_interval, 5.0),
-    )
-    return Fanout(
-        transport,
-        prefix=settings.redis_prefix,
-        heartbeat_interval=settings.redis_heartbeat_interval,
-        process_timeout=settings.redis_process_timeout,
-        join_timeout=settings.redis_join_timeout,
-        on_deleted=forget,
-        on_process_gone=check_storage,
-        find_deleted=persistence.store.deleted_among,
-    )
-
-
 def _pages() -> list[BaseRoute]:
-    async def index(_request: Request) -> Response:
-        return _page("index.html")
+    async def index(request: Request) -> Response:
+        return _page("index.html", request)
 
-    async def editor(_request: Request) -> Response:
-        return _page("editor.html")
+    async def editor(request: Request) -> Response:
+        return _page("editor.html", request)
 
     return [
         Route("/", index),
@@ -215,8 +191,19 @@ def _pages() -> list[BaseRoute]:
     ]
 
 
-def _page(name: str) -> Response:
+_HEAD = "<head>"
+
+
+def _page(name: str, request: Request) -> Response:
+    """An editor page, told the prefix collab is mounted under: its assets, API and
+    sockets are found relative to it."""
     path = STATIC / name
     if not path.is_file():
         raise ApiError(503, "no_frontend", "the editor is not built: run `make run` (npm build)")
-    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+    root = html.escape(request.scope.get("root_path", "").rstrip("/"), quote=True)
+    page = path.read_text(encoding="utf-8").replace(
+        _HEAD,
+        f'{_HEAD}<base href="{root}/"><meta name="collab-base" content="{root}">',
+        1,
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})

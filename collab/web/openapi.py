@@ -63,6 +63,17 @@ SPEC: dict[str, Any] = {
                     "size_bytes": {"type": "integer"},
                 },
             },
+            "Session": {
+                "type": "object",
+                "required": ["user", "name", "mode", "anonymous", "expires_at"],
+                "properties": {
+                    "user": {"type": "string"},
+                    "name": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["rw", "ro"]},
+                    "anonymous": {"type": "boolean"},
+                    "expires_at": {"type": "number", "nullable": True},
+                },
+            },
             "DocumentList": {
                 "type": "object",
                 "required": ["documents", "next_offset"],
@@ -128,6 +139,13 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "rooms and peers of this process",
                 "responses": {"200": {"description": "OK"}, **_errors(*_AUTH)},
+            }
+        },
+        "/api/session": {
+            "get": {
+                "summary": "who the caller is: the grant of its token or the host's sign-in",
+                "parameters": [{"name": "doc", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json("Session"), **_errors(400, *_AUTH)},
             }
         },
         "/api/documents": {

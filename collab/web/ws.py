@@ -8,9 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -18,15 +16,14 @@ from starlette.websockets import WebSocket
 from .. import docid
 from ..auth import Grant
 from ..closecodes import CloseCode
+from ..documents import Documents
 from ..handler import ProtocolHandler
-from ..health import Health
 from ..logs import Repeats
 from ..peer import Departure, Peer, PeerState
 from ..presence import PresenceRefused
 from ..protocol import ProtocolError, UnknownMessage
 from ..ratelimit import TokenBucket
 from ..room import Room
-from ..rooms import RoomRegistry
 from ..settings import Settings
 from ..stats import Stats
 from ..store import DocumentDeleted
@@ -118,17 +115,16 @@ class SyncEndpoint:
 
     def __init__(
         self,
-        registry: RoomRegistry,
+        documents: Documents,
         settings: Settings,
         stats: Stats,
         access: Access,
-        health: Health,
     ) -> None:
-        self.registry = registry
+        self.documents = documents
         self.settings = settings
         self.stats = stats
         self.access = access
-        self.health = health
+        self.health = documents.health
         self.load_failures = Repeats(LOAD_FAILURE_INTERVAL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,7 +145,7 @@ class SyncEndpoint:
         # an HTTP error and not one byte of the document.
         try:
             self.access.check_origin(websocket)
-            grant = self.access.grant(websocket, doc_id)
+            grant = await self.access.grant(websocket, doc_id)
             self.access.open_connection(address)
         except ApiError as refused:
             self.stats.peers_closed[_REFUSAL_REASONS.get(refused.status, "auth")] += 1
@@ -175,7 +171,7 @@ class SyncEndpoint:
     async def _open(self, conn: Connection) -> None:
         websocket, doc_id, client = conn.websocket, conn.doc_id, conn.client
         try:
-            room = await self.registry.acquire(doc_id)
+            room = await self.documents.acquire(doc_id)
         except DocumentDeleted:
             log.warning(
                 "refused %s: document %r is deleted",
@@ -212,7 +208,7 @@ class SyncEndpoint:
         try:
             await self._serve(conn, room)
         finally:
-            self.registry.release(room)
+            self.documents.release(room)
 
     async def _serve(self, conn: Connection, room: Room) -> None:
         grant, client = conn.grant, conn.client
@@ -229,6 +225,7 @@ class SyncEndpoint:
         peer = Peer(
             transport,
             client=client,
+            user=grant.sub,
             can_write=grant.can_write,
             max_messages=settings.send_queue_messages,
             max_bytes=settings.send_queue_bytes,
@@ -251,6 +248,7 @@ class SyncEndpoint:
         self.stats.peers_opened += 1
         expiry = _close_at_expiry(peer, grant)
         room.join(peer)
+        self.documents.connected(room, peer)
         try:
             handler = ProtocolHandler(peer, room, self.stats)
             await self._read(conn.receive, peer, handler, transport)
@@ -264,6 +262,7 @@ class SyncEndpoint:
                 expiry.cancel()
         await peer.wait_closed()
         self.stats.peer_closed(peer)
+        self.documents.disconnected(room, peer)
         departure = peer.departure.value if peer.departure is not None else "client"
         duration = time.monotonic() - peer.opened_at
         log.info(
@@ -365,29 +364,6 @@ class SyncEndpoint:
         log.debug("peer %s (%s) held until writes catch up", peer.id, peer.client)
         while health.behind and peer.state is PeerState.OPEN and not closing():
             await health.next_sample()
-
-
-class CollabApp(Starlette):
-    """Starlette, but a WebSocket on ``/ws/{doc_id}`` goes straight to the sync
-    endpoint, before the middleware stack and the router.
-
-    A sync socket lives for hours; routed through them it would keep their suspended
-    frames alive for as long.
-    """
-
-    PREFIX = "/ws/"
-
-    def __init__(self, *args: Any, sync: SyncEndpoint, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sync = sync
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"].startswith(self.PREFIX):
-            scope["app"] = self
-            scope["path_params"] = {"doc_id": scope["path"][len(self.PREFIX) :]}
-            await self.sync(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
 
 
 # Metrics labels of refused upgrades, by HTTP status.
