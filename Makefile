@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FRONTEND_SOURCES := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
 
-.PHONY: run test lint bench fuzz frontend clean system-deps
+.PHONY: run test lint bench fuzz frontend dist clean system-deps
 
 run: $(VENV)/.installed collab/static/index.html
 	$(BIN)/collab migrate
@@ -37,6 +37,13 @@ bench: $(VENV)/.installed collab/static/index.html bench/node_modules/.package-l
 
 frontend: collab/static/index.html
 
+# The wheel to deploy (see the README), with the built editor and the migrations inside;
+# build/ goes first so that no file from an earlier build slips into it.
+dist: collab/static/index.html | $(BIN)/python
+	rm -rf build dist/collab-*.whl
+	$(BIN)/pip wheel -q --no-deps --wheel-dir dist .
+	rm -rf build
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -62,4 +69,4 @@ bench/node_modules/.package-lock.json: bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund
 
 clean:
-	rm -rf $(VENV) frontend/node_modules bench/node_modules collab/static
+	rm -rf $(VENV) frontend/node_modules bench/node_modules collab/static build dist

@@ -66,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
 def _migrate(settings: Settings) -> int:
     from . import migrate
 
-    migrate.upgrade(settings.database_url)
+    try:
+        migrate.upgrade(settings.database_url)
+    except (migrate.MigrationsMissing, migrate.DatabaseUnavailable) as exc:
+        print(f"collab: error: {exc}", file=sys.stderr)
+        return 1
     print("collab: database is up to date", file=sys.stderr)
     return 0
 
@@ -88,11 +92,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from .migrate import SchemaOutOfDate, check_schema
+    from .migrate import DatabaseUnavailable, MigrationsMissing, SchemaOutOfDate, check_schema
     from .sqlstore import create_engine
     from .web import dependencies
     from .web.app import create_app
     from .web.httpprotocol import header_deadline_protocol
+    from .web.server import serve
     from .web.wsprotocol import BatchingWebSocketProtocol
 
     try:
@@ -110,13 +115,10 @@ def _serve(settings: Settings) -> int:
 
     try:
         asyncio.run(check())
-    except SchemaOutOfDate as exc:
+    except (SchemaOutOfDate, DatabaseUnavailable, MigrationsMissing) as exc:
         print(f"collab: error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"collab: error: cannot reach the database: {exc}", file=sys.stderr)
-        return 1
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -131,4 +133,4 @@ def _serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
     )
-    return 0
+    return serve(config)

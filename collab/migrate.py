@@ -9,32 +9,64 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("collab.migrate")
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# A wheel holds the migrations as the ``collab.migrations`` package; a source checkout
+# keeps them in the top-level ``migrations/`` that pyproject.toml maps there and that
+# ``alembic upgrade head`` (alembic.ini) uses.
+PACKAGED = PACKAGE / "migrations"
+CHECKOUT = PACKAGE.parent / "migrations"
 
 
 class SchemaOutOfDate(RuntimeError):
     pass
 
 
+class MigrationsMissing(RuntimeError):
+    pass
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
+def _unavailable(url: URL, exc: Exception) -> DatabaseUnavailable:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    where = url.render_as_string(hide_password=True)
+    return DatabaseUnavailable(f"cannot use the database {where}: {cause}")
+
+
+def script_location() -> Path:
+    if (PACKAGED / "env.py").is_file():
+        return PACKAGED
+    if (PACKAGE.parent / "pyproject.toml").is_file() and (CHECKOUT / "env.py").is_file():
+        return CHECKOUT
+    raise MigrationsMissing(
+        f"collab's migrations are not installed (no {PACKAGED / 'env.py'}): "
+        "reinstall collab from a wheel built by `make dist`, or `pip install -e .` in a checkout"
+    )
+
+
 def alembic_config(database_url: str) -> Config:
-    ini = ROOT / "alembic.ini"
-    if not ini.exists():
-        raise FileNotFoundError(
-            f"{ini} not found: collab runs its migrations from a source checkout (pip install -e .)"
-        )
-    config = Config(str(ini))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = database_url
     config.attributes["configure_logger"] = False
     return config
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    config = alembic_config(database_url)
+    try:
+        command.upgrade(config, revision)
+    except (OSError, DBAPIError) as exc:
+        raise _unavailable(make_url(database_url), exc) from exc
     log.info("database migrated to %s", revision)
 
 
@@ -43,18 +75,22 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 async def check_schema(engine: AsyncEngine) -> None:
-    """Raise SchemaOutOfDate, naming the fix, unless the database is at head."""
+    """Raise SchemaOutOfDate, naming the fix, unless the database is at head;
+    DatabaseUnavailable if it cannot be read, MigrationsMissing without migrations."""
     url = engine.url.render_as_string(hide_password=False)
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
     def current(conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
-    async with engine.connect() as conn:
-        revision = await conn.run_sync(current)
+    try:
+        async with engine.connect() as conn:
+            revision = await conn.run_sync(current)
+    except (OSError, DBAPIError) as exc:
+        raise _unavailable(engine.url, exc) from exc
     if revision != head:
         state = "not migrated" if revision is None else f"at revision {revision}, not {head}"
         raise SchemaOutOfDate(
             f"the database {engine.url.render_as_string(hide_password=True)} is {state}: "
-            "run `collab migrate` (or `alembic upgrade head`) first"
+            "run `collab migrate` first"
         )
