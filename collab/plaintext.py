@@ -1,13 +1,22 @@
 """The editor's content as plain text: the Tiptap/ProseMirror XmlFragment "default",
-one line per block."""
+one line per block; and its title, the first of those lines that is not blank."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 EDITOR_FIELD = "default"  # Tiptap's Collaboration extension's default field
+
+TITLE_LENGTH = 200  # characters of a title, at most
+# Blocks looked at, at each level, and levels looked into, for a title: a document
+# that starts with more blank blocks than this, or nests deeper, has none, and finding
+# that out stays cheap (and never recurses deeply, however the content nests).
+TITLE_SCAN = 64
+TITLE_DEPTH = 16
 
 
 def plain_text(state: bytes) -> str:
@@ -15,6 +24,65 @@ def plain_text(state: bytes) -> str:
     doc.apply_update(state)
     fragment = doc.get(EDITOR_FIELD, type=XmlFragment)
     return "\n".join(_lines(fragment))
+
+
+def title(doc: Doc[Any]) -> str:
+    """The first line of the editor's content that is not blank, trimmed and cut to
+    TITLE_LENGTH characters; "" when there is none. What follows it is never read: a
+    write may ask for the title of a large document."""
+    fragment = doc.get(EDITOR_FIELD, type=XmlFragment)
+    try:
+        return _title(_first_lines(fragment, TITLE_DEPTH, _by_index))
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        # A hostile update made "default" another type, or put content that is no XML
+        # node in it: indexing it panics, where listing skips what is not a node.
+        return _title(_first_lines(fragment, TITLE_DEPTH, _listed))
+
+
+Children = Callable[[XmlFragment | XmlElement], Iterator[object]]
+
+
+def _by_index(node: XmlFragment | XmlElement) -> Iterator[object]:
+    # Iterating a children view wraps every child first, however many there are.
+    view = node.children
+    return (view[i] for i in range(len(view)))
+
+
+def _listed(node: XmlFragment | XmlElement) -> Iterator[object]:
+    return iter(list(node.children))
+
+
+def _title(lines: Iterator[str]) -> str:
+    for line in lines:
+        stripped = line.strip()
+        if stripped:
+            return stripped[:TITLE_LENGTH].rstrip()
+    return ""
+
+
+def _first_lines(node: XmlFragment | XmlElement, depth: int, children: Children) -> Iterator[str]:
+    """The lines of ``_lines``, lazily, looking ``depth`` levels down and TITLE_SCAN
+    blocks along at most. A node whose first child is text is a text block (in the
+    editor's schema a block holds either text or blocks); it is read up to the end of
+    its first line that is not blank."""
+    kids = children(node)
+    first = next(kids, None)
+    if isinstance(first, XmlText) or _inline(first):
+        text = _inline_text(first)
+        for child in kids:
+            head = text.lstrip()
+            if "\n" in head or len(head) >= TITLE_LENGTH:
+                break
+            text += _inline_text(child)
+        yield from text.split("\n")
+        return
+    for count, child in enumerate(itertools.chain([first], kids)):
+        if count >= TITLE_SCAN:
+            return
+        if isinstance(child, XmlElement) and depth > 1:
+            yield from _first_lines(child, depth - 1, children)
 
 
 def _lines(node: XmlFragment | XmlElement) -> list[str]:

@@ -37,6 +37,9 @@ documents = Table(
     Column("size_bytes", BigInteger, nullable=False, default=0),
     Column("log_rows", Integer, nullable=False, default=0),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
+    # The content's first line (plaintext.title), kept with each write so that a list
+    # of documents reads no content.
+    Column("title", String(200), nullable=False, server_default=""),
 )
 
 snapshots = Table(

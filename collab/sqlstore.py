@@ -175,20 +175,23 @@ class SqlStore:
 
             yield fetch
 
-    async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+    async def append(self, doc_id: str, batch: Sequence[bytes], *, title: str | None = None) -> int:
         if not batch:
             raise ValueError("nothing to append")
         now = utcnow()
+        values: dict[str, Any] = {
+            "updated_at": now,
+            "size_bytes": documents.c.size_bytes + sum(len(u) for u in batch),
+            "log_rows": documents.c.log_rows + len(batch),
+        }
+        if title is not None:
+            values["title"] = title
         # Updating the document row first takes its lock, which orders this append
         # with any compaction of the same document.
         count = (
             update(documents)
             .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
-            .values(
-                updated_at=now,
-                size_bytes=documents.c.size_bytes + sum(len(u) for u in batch),
-                log_rows=documents.c.log_rows + len(batch),
-            )
+            .values(values)
             .returning(documents.c.log_rows)
         )
         async with self._write() as conn:
@@ -300,7 +303,12 @@ class SqlStore:
                     update(documents)
                     .where(documents.c.id == doc_id)
                     .values(
-                        created_at=now, updated_at=now, size_bytes=0, log_rows=0, deleted_at=None
+                        created_at=now,
+                        updated_at=now,
+                        size_bytes=0,
+                        log_rows=0,
+                        deleted_at=None,
+                        title="",
                     )
                 )
         return DocumentInfo(doc_id, now, now, 0)
@@ -310,7 +318,7 @@ class SqlStore:
         tombstone = (
             update(documents)
             .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
-            .values(deleted_at=now, updated_at=now, size_bytes=0, log_rows=0)
+            .values(deleted_at=now, updated_at=now, size_bytes=0, log_rows=0, title="")
             .returning(documents.c.id)
         )
         async with self._write() as conn:
@@ -435,4 +443,5 @@ def _info(row: Row[Any]) -> DocumentInfo:
         created_at=_aware(row.created_at),
         updated_at=_aware(row.updated_at),
         size_bytes=row.size_bytes,
+        title=row.title,
     )

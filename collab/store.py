@@ -33,6 +33,7 @@ class DocumentInfo:
     created_at: dt.datetime
     updated_at: dt.datetime
     size_bytes: int
+    title: str = ""  # the content's first line (plaintext.title)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +58,12 @@ class DocumentStore(Protocol):
         """
         ...
 
-    async def append(self, doc_id: str, updates: Sequence[bytes]) -> int:
+    async def append(
+        self, doc_id: str, updates: Sequence[bytes], *, title: str | None = None
+    ) -> int:
         """Add updates to the document's log in one transaction, creating the document
-        on its first write; the log's length after."""
+        on its first write; the log's length after. ``title``, unless None, is the
+        document's title with them."""
         ...
 
     async def compact(self, doc_id: str) -> int:

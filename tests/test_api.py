@@ -35,7 +35,8 @@ async def test_create_list_get(api_server: CollabServer) -> None:
         assert len(page["documents"]) == 1
         assert page["next_offset"] == 1
         got = (await http.get("/api/documents/notes")).json()
-        assert set(got) == {"id", "created_at", "updated_at", "size_bytes"}
+        assert set(got) == {"id", "title", "created_at", "updated_at", "size_bytes"}
+        assert got["title"] == ""
         missing = await http.get("/api/documents/nope")
         assert missing.status_code == 404
         assert missing.json()["error"] == "not_found"

@@ -62,12 +62,12 @@ class SlowStore(SqlStore):
     failing = False
     attempts = 0
 
-    async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+    async def append(self, doc_id: str, batch: Sequence[bytes], *, title: str | None = None) -> int:
         SlowStore.attempts += 1
         await asyncio.sleep(self.delay)
         if self.failing:
             raise OSError("database unreachable")
-        return await super().append(doc_id, batch)
+        return await super().append(doc_id, batch, title=title)
 
 
 async def test_a_busy_room_is_written_continuously_not_backed_off(sqlite_url: str) -> None:

@@ -300,11 +300,13 @@ async def test_a_flush_writes_every_room_a_few_at_a_time(sqlite_url: str) -> Non
         in_flight = 0
         most = 0
 
-        async def append(self, doc_id: str, batch: Sequence[bytes]) -> int:
+        async def append(
+            self, doc_id: str, batch: Sequence[bytes], *, title: str | None = None
+        ) -> int:
             CountingStore.in_flight += 1
             CountingStore.most = max(CountingStore.most, CountingStore.in_flight)
             try:
-                return await super().append(doc_id, batch)
+                return await super().append(doc_id, batch, title=title)
             finally:
                 CountingStore.in_flight -= 1
 
