@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import urllib.parse
 from typing import Any, NamedTuple
 
 import httpx
@@ -158,6 +159,9 @@ async def test_json_lines_carry_the_connection_in_fields(
         await client.flush()
         await eventually(lambda: bool(_named(_json_lines(server), "open ")), what="the open line")
     assert await _refused(server.ws_url(doc_id)) == 401
+    # A hostile id cannot break a line or forge a field: it is a value, escaped.
+    forged = urllib.parse.quote('.x\n{"level": "error", "doc": "forged"}' + "x" * 5000)
+    assert await _refused(server.ws_base + "/" + forged) == 400
     async with httpx.AsyncClient() as http:
         missing = await http.get(
             server.url + "/api/documents/no-such-doc",
@@ -165,7 +169,7 @@ async def test_json_lines_carry_the_connection_in_fields(
         )
     assert missing.status_code == 404
     await eventually(lambda: bool(_named(_json_lines(server), "close ")), what="the close line")
-    await eventually(lambda: len(_named(_json_lines(server), "refused ")) == 2, what="refusals")
+    await eventually(lambda: len(_named(_json_lines(server), "refused ")) == 3, what="refusals")
     lines = _json_lines(server)
     [opened], [closed] = _named(lines, "open "), _named(lines, "close ")
     client_address = opened["client"]
@@ -188,7 +192,11 @@ async def test_json_lines_carry_the_connection_in_fields(
     }
     assert isinstance(closed["duration_ms"], int)
     assert closed["duration_ms"] >= 0
-    refused_ws, refused_api = _named(lines, "refused ")
+    refused_ws, refused_id, refused_api = _named(lines, "refused ")
+    assert refused_id["doc"].startswith('.x\n{"level": "error"')
+    assert len(refused_id["doc"]) == 200
+    assert (refused_id["level"], refused_id["status"]) == ("warning", 400)
+    assert not any(line.get("doc") == "forged" for line in lines)
     assert refused_ws["level"] == "warning"
     assert {k: refused_ws[k] for k in ("doc", "status", "error")} == {
         "doc": doc_id,
