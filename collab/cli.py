@@ -15,14 +15,16 @@ from .settings import Settings, SettingsError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    command: str = args.command
     try:
         overrides = {k: v for k, v in vars(args).items() if k in ("host", "port") and v is not None}
-        settings = Settings.from_env(**overrides)
+        settings = Settings.from_env(flags={k: f"--{k}" for k in overrides}, **overrides)
+        if command in ("serve", "migrate"):
+            settings.check_database_path()
     except SettingsError as exc:
         print(f"collab: error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    command: str = args.command
     if command == "migrate":
         return _migrate(settings)
     if command == "token":
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", help="address to bind (COLLAB_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (COLLAB_PORT, default 8000)")
+    serve.add_argument("--port", help="port to bind (COLLAB_PORT, default 8000)")
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
     token = commands.add_parser(
         "token", help="print an access token signed with COLLAB_AUTH_SECRET"

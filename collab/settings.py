@@ -1,373 +1,465 @@
-"""One typed settings object, read from ``COLLAB_*`` environment variables."""
+"""One typed settings object, read from ``COLLAB_*`` environment variables.
+
+pydantic does the parsing and the bounds; every failure becomes one `SettingsError`
+line that names the variable (or the command-line flag) that holds the bad value."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "COLLAB_"
+
+# A number past these is a typo, and a huge interval would mean "never", as inf would.
+MAX_SECONDS = 1e6
+MAX_COUNT = 2**40
+
+DRIVERS = {
+    "sqlite+aiosqlite": "sqlite+aiosqlite:///PATH",
+    "postgresql+asyncpg": "postgresql+asyncpg://USER:PASSWORD@HOST/DB",
+}
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = field(
-        default="sqlite+aiosqlite:///collab.db",
-        metadata={"help": "SQLAlchemy async URL of the database"},
+def _seconds(default: float, help: str, *, min: float) -> Any:
+    return Field(default, description=help, ge=min, le=MAX_SECONDS)
+
+
+def _count(default: int, help: str, *, min: int, max: int = MAX_COUNT) -> Any:
+    return Field(default, description=help, ge=min, le=max)
+
+
+def _text(default: str, help: str, *, secret: bool = False) -> Any:
+    # A secret (or a URL that may hold a password) is never repeated in a message or repr.
+    return Field(default, description=help, repr=not secret)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        validate_default=True,
     )
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
-    port: int = field(default=8000, metadata={"help": "port to bind", "min": 0, "max": 65535})
-    max_message_size: int = field(
-        default=8 * 1024 * 1024,
-        metadata={"help": "largest WebSocket message accepted, in bytes (1009 above)", "min": 1024},
+
+    database_url: str = _text(
+        "sqlite+aiosqlite:///collab.db", "SQLAlchemy async URL of the database", secret=True
     )
-    max_update_depth: int = field(
-        default=128,
-        metadata={
-            "help": "deepest nesting of values in a Yjs update (1007 above); JS clients "
-            "fail to open documents nested some thousands deep",
-            "min": 1,
-            "max": 1000,
-        },
+    host: str = _text("127.0.0.1", "address to bind")
+    port: int = _count(8000, "port to bind", min=0, max=65535)
+    max_message_size: int = _count(
+        8 * 1024 * 1024, "largest WebSocket message accepted, in bytes (1009 above)", min=1024
     )
-    send_queue_messages: int = field(
-        default=4096,
-        metadata={"help": "messages queued for one peer before it is closed with 1013", "min": 1},
+    max_update_depth: int = _count(
+        128,
+        "deepest nesting of values in a Yjs update (1007 above); JS clients fail to open "
+        "documents nested some thousands deep",
+        min=1,
+        max=1000,
     )
-    send_queue_bytes: int = field(
-        default=32 * 1024 * 1024,
-        metadata={"help": "bytes queued for one peer before it is closed with 1013", "min": 1024},
+    send_queue_messages: int = _count(
+        4096, "messages queued for one peer before it is closed with 1013", min=1
     )
-    ping_interval: float = field(
-        default=20.0,
-        metadata={"help": "seconds between WebSocket protocol pings (0 disables)", "min": 0},
+    send_queue_bytes: int = _count(
+        32 * 1024 * 1024, "bytes queued for one peer before it is closed with 1013", min=1024
     )
-    ping_timeout: float = field(
-        default=20.0,
-        metadata={"help": "seconds to wait for a pong before closing the peer", "min": 0.1},
+    ping_interval: float = _seconds(
+        20.0, "seconds between WebSocket protocol pings (0 disables)", min=0
     )
-    keepalive_interval: float = field(
-        default=10.0,
-        metadata={
-            "help": "an idle peer is sent an empty awareness message after this many seconds",
-            "min": 0.1,
-        },
+    ping_timeout: float = _seconds(
+        20.0, "seconds to wait for a pong before closing the peer", min=0.1
     )
-    max_awareness_clients: int = field(
-        default=4,
-        metadata={
-            "help": "awareness client ids one connection may introduce (1008 above)",
-            "min": 1,
-        },
+    ws_protocol: Literal["batching", "stock"] = Field(
+        "batching",
+        description="batching (uvicorn's websockets-sansio protocol extended to write a "
+        "broadcast to each peer without a task switch) or stock (uvicorn's own)",
     )
-    max_awareness_state: int = field(
-        default=64 * 1024,
-        metadata={
-            "help": "largest awareness state of one client, in bytes (1009 above)",
-            "min": 256,
-        },
+    keepalive_interval: float = _seconds(
+        10.0, "an idle peer is sent an empty awareness message after this many seconds", min=0.1
     )
-    max_room_awareness_clients: int = field(
-        default=256,
-        metadata={
-            "help": "awareness entries one room holds (more are ignored); a joiner is sent "
-            "them all",
-            "min": 1,
-        },
+    max_awareness_clients: int = _count(
+        4, "awareness client ids one connection may introduce (1008 above)", min=1
     )
-    room_release_delay: float = field(
-        default=10.0,
-        metadata={"help": "seconds a room stays in memory after its last peer leaves", "min": 0},
+    max_awareness_state: int = _count(
+        64 * 1024, "largest awareness state of one client, in bytes (1009 above)", min=256
     )
-    flush_interval: float = field(
-        default=0.1,
-        metadata={
-            "help": "longest wait of an accepted update before a write of it begins, in seconds",
-            "min": 0.005,
-        },
+    max_room_awareness_clients: int = _count(
+        256,
+        "awareness entries one room holds (more are ignored); a joiner is sent them all",
+        min=1,
     )
-    snapshot_interval: float = field(
-        default=60.0,
-        metadata={"help": "seconds between compactions of a changed room's log", "min": 0.1},
+    room_release_delay: float = _seconds(
+        10.0, "seconds a room stays in memory after its last peer leaves", min=0
     )
-    snapshot_threshold: int = field(
-        default=500,
-        metadata={"help": "log rows of a document that trigger a compaction", "min": 1},
+    flush_interval: float = _seconds(
+        0.1,
+        "longest wait of an accepted update before a write of it begins, in seconds",
+        min=0.005,
     )
-    version_quiet: float = field(
-        default=30.0,
-        metadata={
-            "help": "seconds of quiet after which a changed document gets an automatic version",
-            "min": 0.1,
-        },
+    snapshot_interval: float = _seconds(
+        60.0, "seconds between compactions of a changed room's log", min=0.1
     )
-    version_retention: int = field(
-        default=20,
-        metadata={"help": "automatic versions kept per document (named ones are kept)", "min": 0},
+    snapshot_threshold: int = _count(500, "log rows of a document that trigger a compaction", min=1)
+    version_quiet: float = _seconds(
+        30.0, "seconds of quiet after which a changed document gets an automatic version", min=0.1
     )
-    retry_max_delay: float = field(
-        default=5.0,
-        metadata={"help": "longest pause between retries of a failed database write", "min": 0.01},
+    version_retention: int = _count(
+        20, "automatic versions kept per document (named ones are kept)", min=0
     )
-    max_write_lag: float = field(
-        default=5.0,
-        metadata={
-            "help": "seconds the oldest accepted update may wait to be written; past it /readyz "
-            "answers 503 and writers' changes are not read until writes catch up",
-            "min": 0.05,
-        },
+    retry_max_delay: float = _seconds(
+        5.0, "longest pause between retries of a failed database write", min=0.01
     )
-    shutdown_timeout: float = field(
-        default=10.0,
-        metadata={"help": "seconds allowed for writing rooms at shutdown", "min": 0.1},
+    max_write_lag: float = _seconds(
+        5.0,
+        "seconds the oldest accepted update may wait to be written; past it /readyz answers "
+        "503 and writers' changes are not read until writes catch up",
+        min=0.05,
     )
-    redis_url: str = field(
-        default="",
-        metadata={
-            "help": "redis://… to share rooms with other collab processes (unset: one process)",
-            "secret": True,
-        },
+    shutdown_timeout: float = _seconds(
+        10.0, "seconds allowed for writing rooms at shutdown", min=0.1
     )
-    redis_prefix: str = field(
-        default="collab",
-        metadata={"help": "prefix of this deployment's Redis channel names"},
+    redis_url: str = _text(
+        "",
+        "redis://… to share rooms with other collab processes (unset: one process)",
+        secret=True,
     )
-    redis_heartbeat_interval: float = field(
-        default=2.0,
-        metadata={"help": "seconds between a process's heartbeats on Redis", "min": 0.05},
+    redis_prefix: str = _text("collab", "prefix of this deployment's Redis channel names")
+    redis_heartbeat_interval: float = _seconds(
+        2.0, "seconds between a process's heartbeats on Redis", min=0.05
     )
-    redis_process_timeout: float = field(
-        default=10.0,
-        metadata={
-            "help": "a process silent this long is gone: its peers' presence is dropped",
-            "min": 0.1,
-        },
+    redis_process_timeout: float = _seconds(
+        10.0, "a process silent this long is gone: its peers' presence is dropped", min=0.1
     )
-    redis_join_timeout: float = field(
-        default=1.0,
-        metadata={
-            "help": "longest wait, opening a room, for other processes' unwritten edits",
-            "min": 0,
-        },
+    redis_join_timeout: float = _seconds(
+        1.0, "longest wait, opening a room, for other processes' unwritten edits", min=0
     )
-    redis_retry_max_delay: float = field(
-        default=5.0,
-        metadata={"help": "longest pause between Redis reconnection attempts", "min": 0.05},
+    redis_retry_max_delay: float = _seconds(
+        5.0, "longest pause between Redis reconnection attempts", min=0.05
     )
-    auth_secret: str = field(
-        default="",
-        metadata={
-            "help": "HS256 secret; when set, every WebSocket and API call needs a token",
-            "secret": True,
-        },
+    auth_secret: str = _text(
+        "", "HS256 secret; when set, every WebSocket and API call needs a token", secret=True
     )
-    auth_public_key: str = field(
-        default="",
-        metadata={
-            "help": "PEM public key (or a path to one) accepting RS256/ES256 tokens too",
-            "secret": True,
-        },
+    auth_public_key: str = _text(
+        "", "PEM public key (or a path to one) accepting RS256/ES256 tokens too", secret=True
     )
-    allowed_origins: str = field(
-        default="",
-        metadata={
-            "help": "comma-separated Origins allowed to open WebSockets and call the API "
-            "(empty: the same host)"
-        },
+    allowed_origins: str = _text(
+        "",
+        "comma-separated Origins (scheme://host[:port]) allowed to open WebSockets and call "
+        "the API besides the server's own host",
     )
-    webhook_url: str = field(
-        default="",
-        metadata={
-            "help": "http(s):// URL that is sent a signed JSON POST per document event "
-            "(unset: no webhooks)",
-            "secret": True,
-        },
+    webhook_url: str = _text(
+        "",
+        "http(s):// URL that is sent a signed JSON POST per document event (unset: no webhooks)",
+        secret=True,
     )
-    webhook_secret: str = field(
-        default="",
-        metadata={
-            "help": "HMAC-SHA256 key of the webhook signature; required with the URL",
-            "secret": True,
-        },
+    webhook_secret: str = _text(
+        "", "HMAC-SHA256 key of the webhook signature; required with the URL", secret=True
     )
-    webhook_debounce: float = field(
-        default=2.0,
-        metadata={
-            "help": "seconds after a document's last change before document.changed is sent",
-            "min": 0,
-        },
+    webhook_debounce: float = _seconds(
+        2.0, "seconds after a document's last change before document.changed is sent", min=0
     )
-    webhook_max_wait: float = field(
-        default=30.0,
-        metadata={
-            "help": "seconds after a document's first change within which document.changed "
-            "is sent at the latest",
-            "min": 0,
-        },
+    webhook_max_wait: float = _seconds(
+        30.0,
+        "seconds after a document's first change within which document.changed is sent at "
+        "the latest",
+        min=0,
     )
-    webhook_timeout: float = field(
-        default=10.0,
-        metadata={"help": "seconds one webhook delivery attempt may take", "min": 0.001},
+    webhook_timeout: float = _seconds(
+        10.0, "seconds one webhook delivery attempt may take", min=0.001
     )
-    hook_timeout: float = field(
-        default=5.0,
-        metadata={
-            "help": "seconds an embedding host's hook may run before it is abandoned and logged",
-            "min": 0.001,
-        },
+    hook_timeout: float = _seconds(
+        5.0,
+        "seconds an embedding host's hook may run before it is abandoned and logged",
+        min=0.001,
     )
-    max_connections_per_client: int = field(
-        default=64,
-        metadata={"help": "WebSockets one client address may hold at once (429 above)", "min": 1},
+    max_connections_per_client: int = _count(
+        64, "WebSockets one client address may hold at once (429 above)", min=1
     )
-    messages_per_second: float = field(
-        default=1000.0,
-        metadata={
-            "help": "messages one connection may send per second (above, it is read slower)",
-            "min": 1,
-        },
+    messages_per_second: float = Field(
+        1000.0,
+        description="messages one connection may send per second (above, it is read slower)",
+        ge=1,
+        le=MAX_SECONDS,
     )
-    bytes_per_second: int = field(
-        default=8 * 1024 * 1024,
-        metadata={
-            "help": "bytes one connection may send per second (above, it is read slower)",
-            "min": 1024,
-        },
+    bytes_per_second: int = _count(
+        8 * 1024 * 1024,
+        "bytes one connection may send per second (above, it is read slower)",
+        min=1024,
     )
-    max_json_body: int = field(
-        default=64 * 1024,
-        metadata={"help": "largest JSON request body accepted, in bytes (413 above)", "min": 1024},
+    max_json_body: int = _count(
+        64 * 1024, "largest JSON request body accepted, in bytes (413 above)", min=1024
     )
-    header_timeout: float = field(
-        default=10.0,
-        metadata={"help": "seconds to send a request's headers (then it is closed)", "min": 0.1},
+    header_timeout: float = _seconds(
+        10.0, "seconds to send a request's headers (then it is closed)", min=0.1
     )
-    max_incomplete_connections: int = field(
-        default=256,
-        metadata={
-            "help": "connections still sending their request headers at once (the oldest is "
-            "closed above)",
-            "min": 1,
-        },
+    max_incomplete_connections: int = _count(
+        256,
+        "connections still sending their request headers at once (the oldest is closed above)",
+        min=1,
     )
-    log_level: str = field(
-        default="info",
-        metadata={
-            "help": "debug, info, warning or error",
-            "choices": ("debug", "info", "warning", "error"),
-        },
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error"
     )
-    log_format: str = field(
-        default="text",
-        metadata={"help": "text or json (one JSON object per line)", "choices": ("text", "json")},
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text or json (one JSON object per line)"
     )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = env_name(f.name)
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-            elif name in env:
-                values[f.name] = _parse(f, env[name])
-        settings = cls(**values)
-        settings.validate()
-        return settings
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``Settings(...)`` is exactly what it is given (an embedding host's, a test's);
+        # only from_env reads the environment, and only the mapping it is handed.
+        return (init_settings,)
 
-    def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            if isinstance(value, float) and not math.isfinite(value):
-                # inf would pass "min" and mean never (an infinite flush interval writes
-                # nothing until shutdown); nan passes every comparison.
-                raise SettingsError(f"{env_name(f.name)}={value} is not a finite number")
-            if "min" in meta and value < meta["min"]:
-                raise SettingsError(
-                    f"{env_name(f.name)}={value} is below the minimum {meta['min']}"
-                )
-            if "max" in meta and value > meta["max"]:
-                raise SettingsError(
-                    f"{env_name(f.name)}={value} is above the maximum {meta['max']}"
-                )
-            if "choices" in meta and value not in meta["choices"]:
-                choices = ", ".join(meta["choices"])
-                raise SettingsError(f"{env_name(f.name)}={value!r} is not one of: {choices}")
-        if self.auth_secret and len(self.auth_secret.encode()) < 32:
-            raise SettingsError("COLLAB_AUTH_SECRET must be at least 32 bytes long")
-        if self.auth_public_key and not self.public_key_pem.startswith("-----BEGIN"):
-            raise SettingsError(
-                "COLLAB_AUTH_PUBLIC_KEY is neither a PEM key nor a file holding one"
-            )
-        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("COLLAB_REDIS_URL must start with redis://, rediss:// or unix://")
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        flags: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from ``COLLAB_*`` variables, then ``overrides``. ``flags`` names the
+        command-line flag an override came from (``{"port": "--port"}``), for errors."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            name: env[env_name(name)] for name in cls.model_fields if env_name(name) in env
+        }
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc.errors()[0], flags or {})) from None
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        _database_url(value)
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _bindable_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+                raise ValueError("is neither an IP address nor a host name") from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in value.split(","):
+            if origin.strip():
+                _origin(origin.strip())
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _long_secret(cls, value: str) -> str:
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        return value
+
+    @field_validator("auth_public_key")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        if value and not _pem(value).startswith("-----BEGIN"):
+            raise ValueError("is neither a PEM key nor a file holding one")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("COLLAB_WEBHOOK_SECRET must be set with COLLAB_WEBHOOK_URL")
+        if self.webhook_max_wait < self.webhook_debounce:
+            raise ValueError("COLLAB_WEBHOOK_MAX_WAIT must be at least COLLAB_WEBHOOK_DEBOUNCE")
         if self.redis_url and self.redis_process_timeout <= 2 * self.redis_heartbeat_interval:
-            raise SettingsError(
+            raise ValueError(
                 "COLLAB_REDIS_PROCESS_TIMEOUT must exceed twice COLLAB_REDIS_HEARTBEAT_INTERVAL"
             )
-        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
-            raise SettingsError("COLLAB_WEBHOOK_URL must start with http:// or https://")
-        if self.webhook_url and not self.webhook_secret:
-            raise SettingsError("COLLAB_WEBHOOK_SECRET must be set with COLLAB_WEBHOOK_URL")
-        if self.webhook_max_wait < self.webhook_debounce:
-            raise SettingsError("COLLAB_WEBHOOK_MAX_WAIT must be at least COLLAB_WEBHOOK_DEBOUNCE")
         if self.max_write_lag <= self.flush_interval:
-            raise SettingsError("COLLAB_MAX_WRITE_LAG must exceed COLLAB_FLUSH_INTERVAL")
-        if "+" not in self.database_url.split("://", 1)[0]:
-            raise SettingsError(
-                f"COLLAB_DATABASE_URL={self.database_url!r} must name an async driver, "
-                "e.g. sqlite+aiosqlite:///collab.db or postgresql+asyncpg://user@host/db"
-            )
+            raise ValueError("COLLAB_MAX_WRITE_LAG must exceed COLLAB_FLUSH_INTERVAL")
+        return self
+
+    def check_database_path(self) -> None:
+        """An SQLite file must be one collab can create or write, in a directory it can
+        write (SQLite keeps its journal beside it). Checked when a command starts, not
+        when settings are read: the directory may be made between the two."""
+        url = _database_url(self.database_url)
+        database = url.database
+        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            return
+        if url.query.get("mode") == "memory" or database.startswith("file:"):
+            return
+        path = os.path.abspath(database)
+        directory = os.path.dirname(path)
+        problem = (
+            f"directory {directory} does not exist"
+            if not os.path.isdir(directory)
+            else f"{path} is a directory"
+            if os.path.isdir(path)
+            else f"directory {directory} is not writable"
+            if not os.access(directory, os.W_OK | os.X_OK)
+            else f"{path} is not writable"
+            if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK)
+            else None
+        )
+        if problem:
+            raise SettingsError(f"COLLAB_DATABASE_URL names an SQLite file, but {problem}")
 
     @property
     def public_key_pem(self) -> str:
-        key = self.auth_public_key.strip()
-        if key and not key.startswith("-----BEGIN") and os.path.isfile(key):
-            with open(key) as file:
-                return file.read().strip()
-        return key
+        return _pem(self.auth_public_key)
 
     @property
     def origins(self) -> frozenset[str]:
-        return frozenset(
-            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
-        )
+        """The allowed Origins, spelled the way a browser sends them."""
+        return frozenset(_origin(o.strip()) for o in self.allowed_origins.split(",") if o.strip())
 
 
 def env_name(field_name: str) -> str:
-    return "COLLAB_" + field_name.upper()
+    return ENV_PREFIX + field_name.upper()
 
 
 def describe() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, for --help and the README."""
     return [
         (
-            env_name(f.name),
+            env_name(name),
             str(f.default) if f.default != "" else "(unset)",
-            str(f.metadata.get("help", "")),
+            f.description or "",
         )
-        for f in dataclasses.fields(Settings)
+        for name, f in Settings.model_fields.items()
     ]
 
 
-def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = (
-        f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(str(f.type), str)
-    )
+def _database_url(value: str) -> URL:
     try:
-        return (
-            kind(raw.strip())
-            if kind is not str
-            else raw.strip().lower()
-            if "choices" in f.metadata
-            else raw
-        )
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("is not a database URL") from None
+    if url.drivername not in DRIVERS:
+        forms = " or ".join(DRIVERS.values())
+        raise ValueError(f"names the driver {url.drivername[:40]!r}; collab supports {forms}")
+    return url
+
+
+def _origin(value: str) -> str:
+    """``value`` as a browser's Origin header spells it (lower case, no default port);
+    ValueError unless it is ``scheme://host[:port]`` with http or https."""
+    problem = f"lists {value[:80]!r}, not scheme://host[:port] with http or https"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
     except ValueError:
-        raise SettingsError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from None
+        raise ValueError(problem) from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(problem)
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _pem(key: str) -> str:
+    key = key.strip()
+    if key and not key.startswith("-----BEGIN") and os.path.isfile(key):
+        with open(key) as file:
+            return file.read().strip()
+    return key
+
+
+_PROBLEMS = {
+    "int_parsing": "is not a valid int",
+    "int_parsing_size": "is not a valid int (too many digits)",
+    "int_from_float": "is not a valid int",
+    "int_type": "is not a valid int",
+    "float_parsing": "is not a valid float",
+    "float_type": "is not a valid float",
+    "finite_number": "is not a finite number",
+    "string_type": "is not a string",
+    "extra_forbidden": "is not a setting",
+}
+
+
+# Settings whose errors quote the part of the value that is wrong.
+_QUOTES_ITS_VALUE = {"allowed_origins"}
+
+
+def _explain(error: ErrorDetails, flags: Mapping[str, str]) -> str:
+    """One line naming where the bad value came from and what is wrong with it."""
+    ctx = error.get("ctx", {})
+    if not error["loc"]:
+        return str(ctx.get("error", error["msg"]))
+    field = str(error["loc"][0])
+    info = Settings.model_fields.get(field)
+    kind = error["type"]
+    if kind == "value_error":
+        problem = str(ctx["error"])
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        bound = "minimum" if kind == "greater_than_equal" else "maximum"
+        problem = f"is {'below' if bound == 'minimum' else 'above'} the {bound} " + str(
+            ctx.get("ge", ctx.get("le"))
+        )
+    elif kind == "literal_error" and info is not None:
+        problem = "is not one of: " + ", ".join(get_args(info.annotation))
+    else:
+        problem = _PROBLEMS.get(kind, error["msg"])
+    name = flags.get(field, env_name(field))
+    if (info is not None and not info.repr) or field in _QUOTES_ITS_VALUE:
+        return f"{name} {problem}"
+    shown = repr(error["input"])
+    shown = shown if len(shown) <= 80 else shown[:80] + "…"
+    return f"{name} {shown} {problem}" if field in flags else f"{name}={shown} {problem}"

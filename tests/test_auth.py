@@ -140,6 +140,31 @@ async def test_cross_origin_upgrade_is_refused(secured: CollabServer, doc_id: st
     await same.close()
 
 
+async def test_allowed_origins_extend_the_servers_own(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(
+        auth_secret=SECRET, allowed_origins="https://App.example:443,http://localhost:5173"
+    )
+    url = server.ws_url(doc_id) + f"?token={token()}"
+    for origin in (
+        f"http://127.0.0.1:{server.port}",  # the bundled editor's own
+        "https://app.example",
+        "http://localhost:5173",
+    ):
+        peer = YClient(url)
+        await peer.connect(origin=origin)  # type: ignore[arg-type]
+        await asyncio.wait_for(peer.synced.wait(), 10)
+        peer.append(origin)
+        await peer.close()
+    for origin in ("http://evil.example", "https://app.example:8443", "http://app.example"):
+        assert await _refused(url, {"Origin": origin}) == 403, origin
+    async with YClient(url) as reader:
+        assert reader.content() == (
+            f"http://127.0.0.1:{server.port}https://app.examplehttp://localhost:5173"
+        )
+
+
 async def test_connections_per_client_are_limited(start_server: ServerFactory, doc_id: str) -> None:
     server = start_server(max_connections_per_client="3")
     opened = [YClient(server.ws_url(doc_id)) for _ in range(3)]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from .conftest import ServerFactory
 from .support import CollabServer, eventually, migrate
 from .test_auth import SECRET, token
 from .yclient import YClient
@@ -129,3 +130,28 @@ async def test_same_origin_json_and_scripts_are_accepted(
         )
         assert mistyped.status_code == 415
         assert (await http.delete(f"/api/documents/{doc_id}", headers=page)).status_code == 204
+
+
+async def test_allowed_origins_extend_the_servers_own(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(auth_secret=SECRET, allowed_origins="https://app.example")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for n, origin in enumerate(("https://app.example", _same_origin(server))):
+            created = await http.post(
+                "/api/documents",
+                json={"id": f"{doc_id}-{n}"},
+                headers={**_cookie(), "Origin": origin},
+            )
+            assert created.status_code == 201, origin
+        for origin in (EVIL, "https://app.example.evil.example", "http://app.example"):
+            refused = await http.post(
+                "/api/documents",
+                json={"id": f"{doc_id}-x"},
+                headers={**_cookie(), "Origin": origin},
+            )
+            assert refused.status_code == 403, origin
+            assert refused.json()["error"] == "origin_refused"
+        assert await _exists(http, f"{doc_id}-0")
+        assert await _exists(http, f"{doc_id}-1")
+        assert not await _exists(http, f"{doc_id}-x")
