@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -100,10 +101,10 @@ def _serve(settings: Settings) -> int:
     from .web.app import create_app
     from .web.httpprotocol import header_deadline_protocol
     from .web.server import serve
-    from .web.wsprotocol import BatchingWebSocketProtocol
 
+    batching = settings.ws_protocol == "batching"
     try:
-        dependencies.check()
+        dependencies.check(dependencies.BATCHING if batching else dependencies.STOCK)
     except dependencies.UntestedDependency as exc:
         print(f"collab: error: {exc}", file=sys.stderr)
         return 1
@@ -120,13 +121,22 @@ def _serve(settings: Settings) -> int:
     except (SchemaOutOfDate, DatabaseUnavailable, MigrationsMissing) as exc:
         print(f"collab: error: {exc}", file=sys.stderr)
         return 1
+    ws: type[asyncio.Protocol] | str = "websockets-sansio"
+    if batching:
+        from .web.wsprotocol import BatchingWebSocketProtocol
+
+        ws = BatchingWebSocketProtocol
+    logging.getLogger("collab").info(
+        "WebSocket protocol: %s",
+        "batching (collab's)" if batching else "stock (uvicorn's websockets-sansio)",
+    )
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http=header_deadline_protocol(settings.header_timeout, settings.max_incomplete_connections),
-        ws=BatchingWebSocketProtocol,
+        ws=ws,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.ping_interval or None,
         ws_ping_timeout=settings.ping_timeout,

@@ -51,12 +51,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 ServerFactory = Callable[..., CollabServer]
 
 
+WS_PROTOCOLS = ["batching", "stock"]
+
+
 @pytest.fixture
-def start_server(sqlite_url: str) -> Iterator[ServerFactory]:
+def ws_protocol() -> str | None:
+    """COLLAB_WS_PROTOCOL of the servers a test starts; None leaves the environment's
+    (``COLLAB_WS_PROTOCOL=stock pytest`` runs the whole suite on uvicorn's own). Modules
+    that test the protocol layer override it with ``params=WS_PROTOCOLS``."""
+    return None
+
+
+@pytest.fixture
+def start_server(sqlite_url: str, ws_protocol: str | None) -> Iterator[ServerFactory]:
     """Start real ``collab serve`` processes; all are stopped after the test."""
     started: list[CollabServer] = []
 
     def start(database_url: str | None = None, **env: str) -> CollabServer:
+        if ws_protocol is not None:
+            env = {"ws_protocol": ws_protocol, **env}
         settings = {f"COLLAB_{k.upper()}": str(v) for k, v in env.items()}
         server = CollabServer(database_url or sqlite_url, settings).start()
         started.append(server)

@@ -1,16 +1,23 @@
 """A peer that stops reading is closed; the others' updates keep flowing and the
-server's memory stays bounded."""
+server's memory stays bounded, on both WebSocket protocols (COLLAB_WS_PROTOCOL)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from .conftest import ServerFactory
+import pytest
+
+from .conftest import WS_PROTOCOLS, ServerFactory
 from .support import eventually
 from .yclient import YClient
 
 CHUNK = "x" * 8192
 ROUNDS = 6000  # 96 MB of updates a burst: far more than the socket buffers hold
+
+
+@pytest.fixture(params=WS_PROTOCOLS)
+def ws_protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 async def _burst(writer: YClient, reader: YClient, marker: str) -> None:

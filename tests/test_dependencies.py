@@ -2,21 +2,61 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
+import subprocess
 
 import pytest
 
 from collab.web import dependencies
 
+from .support import BIN
+
 
 def test_the_installed_releases_are_the_tested_ones() -> None:
-    dependencies.check()
+    dependencies.check(dependencies.BATCHING)
+    dependencies.check(dependencies.STOCK)
 
 
 def test_an_untested_release_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dependencies.metadata, "version", lambda name: "0.61.2")
     fix = re.escape("pip install 'uvicorn>=0.54,<0.55'")
     with pytest.raises(dependencies.UntestedDependency, match=fix):
-        dependencies.check()
+        dependencies.check(dependencies.STOCK)
     monkeypatch.setattr(dependencies.metadata, "version", lambda name: "0.54.1rc1")
-    dependencies.check()
+    dependencies.check(dependencies.STOCK)
+
+
+@pytest.mark.parametrize("installed", ["17.5", "18.0", "17.3.9", "16.0", "garbage"])
+def test_an_untested_websockets_is_refused_by_the_batching_protocol_only(
+    monkeypatch: pytest.MonkeyPatch, installed: str
+) -> None:
+    real = dependencies.metadata.version
+    monkeypatch.setattr(
+        dependencies.metadata,
+        "version",
+        lambda name: installed if name == "websockets" else real(name),
+    )
+    fix = re.escape("pip install 'websockets>=17.4,<17.5' or COLLAB_WS_PROTOCOL=stock")
+    with pytest.raises(dependencies.UntestedDependency, match=f"websockets {installed} .*{fix}"):
+        dependencies.check(dependencies.BATCHING)
+    dependencies.check(dependencies.STOCK)  # uvicorn's own protocol is uvicorn's business
+
+
+@pytest.mark.parametrize("value", ["fast", "", "batching,stock", "x" * 100_000])
+def test_serve_refuses_an_unknown_protocol_naming_the_choices(
+    value: str, tmp_path: pathlib.Path
+) -> None:
+    done = subprocess.run(
+        [str(BIN / "collab"), "serve", "--port", "0"],
+        env={"COLLAB_WS_PROTOCOL": value, "PATH": ""},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("collab: error: COLLAB_WS_PROTOCOL")
+    assert "batching" in line
+    assert "stock" in line

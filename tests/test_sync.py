@@ -1,17 +1,30 @@
-"""Live collaboration through a real server: Python and stock JS Yjs clients converge."""
+"""Live collaboration through a real server: Python and stock JS Yjs clients converge,
+on both WebSocket protocols (COLLAB_WS_PROTOCOL)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 
+import pytest
 from pycrdt import Doc, Provider, Text
 from websockets.asyncio.client import connect
 
-from .conftest import ServerFactory
+from .conftest import WS_PROTOCOLS, ServerFactory
 from .jsclient import JsClient
 from .support import CollabServer, eventually
 from .yclient import YClient, clients
+
+
+@pytest.fixture(params=WS_PROTOCOLS)
+def ws_protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_the_server_speaks_the_protocol_asked_for(
+    server: CollabServer, ws_protocol: str
+) -> None:
+    assert f"WebSocket protocol: {ws_protocol} (" in server.log()
 
 
 async def test_concurrent_python_clients_converge(server: CollabServer, doc_id: str) -> None:

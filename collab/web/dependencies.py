@@ -1,34 +1,47 @@
 """Dependencies whose internals collab extends, and the versions it is tested with.
 
-collab/web/wsprotocol.py and collab/web/httpprotocol.py subclass uvicorn's
-websockets-sansio and httptools protocols and use their private attributes; any
-uvicorn release may change those. pyproject.toml pins the tested releases, and
-``collab serve`` refuses to start on others rather than fail in front of users.
+collab/web/httpprotocol.py subclasses uvicorn's httptools protocol, and
+collab/web/wsprotocol.py (``COLLAB_WS_PROTOCOL=batching``) its websockets-sansio
+protocol, driving the websockets connection inside it; both use private attributes
+that any release may change. pyproject.toml pins the tested releases, and
+``collab serve`` refuses to start on others rather than fail in front of users. It
+refuses rather than fall back to uvicorn's own protocols: an untested uvicorn breaks
+the HTTP protocol too, which has no stock equivalent (uvicorn has no header deadline),
+and a fall-back would change how the server behaves under load with nothing but a log
+line to say so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import metadata
 
 # distribution -> (lowest tested, first untested), as version tuples
-TESTED = {"uvicorn": ((0, 54), (0, 55))}
+TESTED = {"uvicorn": ((0, 54), (0, 55)), "websockets": ((17, 4), (17, 5))}
+
+# What each WebSocket protocol extends (``COLLAB_WS_PROTOCOL``): with uvicorn's own,
+# websockets is uvicorn's business.
+STOCK = ("uvicorn",)
+BATCHING = ("uvicorn", "websockets")
 
 
 class UntestedDependency(RuntimeError):
     pass
 
 
-def check() -> None:
-    """Raise UntestedDependency, naming the fix, if an extended dependency's installed
-    release is not one collab is tested with."""
-    for name, (low, high) in TESTED.items():
+def check(names: Iterable[str] = BATCHING) -> None:
+    """Raise UntestedDependency, naming the fix, if the installed release of one of
+    these extended dependencies is not one collab is tested with."""
+    for name in names:
+        low, high = TESTED[name]
         installed = metadata.version(name)
         release = _release(installed)
         if not low <= release < high:
+            other = " or COLLAB_WS_PROTOCOL=stock" if name not in STOCK else ""
             raise UntestedDependency(
                 f"{name} {installed} is installed, but collab is tested with {name} "
                 f">={_text(low)},<{_text(high)} (it extends its internals): "
-                f"pip install '{name}>={_text(low)},<{_text(high)}'"
+                f"pip install '{name}>={_text(low)},<{_text(high)}'{other}"
             )
 
 
