@@ -35,6 +35,10 @@ _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
+    def __init__(self, message: str, details: ErrorDetails | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
 
 def _seconds(default: float, help: str, *, min: float) -> Any:
     return Field(default, description=help, ge=min, le=MAX_SECONDS)
@@ -220,6 +224,13 @@ class Settings(BaseSettings):
         "text", description="text or json (one JSON object per line)"
     )
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            details = exc.errors()[0]
+            raise SettingsError(_explain(details, {}), details) from None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -250,8 +261,10 @@ class Settings(BaseSettings):
         values.update(overrides)
         try:
             return cls(**values)
-        except ValidationError as exc:
-            raise SettingsError(_explain(exc.errors()[0], flags or {})) from None
+        except SettingsError as exc:
+            if exc.details is None or not flags:
+                raise
+            raise SettingsError(_explain(exc.details, flags), exc.details) from None
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
