@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .schema import webhook_events
+from .schema import GATHERING, webhook_events
 from .settings import Settings
 
 Write = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
@@ -123,7 +123,7 @@ class Outbox:
         await conn.execute(
             insert.on_conflict_do_update(
                 index_elements=[table.doc_id],
-                index_where=and_(table.event == Event.CHANGED.value, table.attempts == 0),
+                index_where=text(GATHERING),
                 set_={
                     "last_at": insert.excluded.last_at,
                     "due_at": case(

@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 
 metadata = MetaData(
@@ -105,11 +106,13 @@ webhook_events = Table(
 )
 
 # A document has one document.changed event still gathering changes: never attempted.
+# Literal SQL, not bound values: PostgreSQL infers an upsert's partial index from its
+# predicate, and a prepared statement's generic plan knows no parameter's value.
+GATHERING = "event = 'document.changed' AND attempts = 0"
 Index(
     "uq_webhook_events_gathering",
     webhook_events.c.doc_id,
     unique=True,
-    sqlite_where=(webhook_events.c.event == "document.changed") & (webhook_events.c.attempts == 0),
-    postgresql_where=(webhook_events.c.event == "document.changed")
-    & (webhook_events.c.attempts == 0),
+    sqlite_where=text(GATHERING),
+    postgresql_where=text(GATHERING),
 )

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import state
+from .outbox import Debounce, Event, Outbox
 from .schema import documents, snapshots, updates, versions
 from .store import (
     DocumentDeleted,
@@ -112,7 +113,7 @@ class _SqliteReader:
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, webhooks: Debounce | None = None) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
         # SQLite has one writer at a time, and its connections wait for one another
@@ -121,6 +122,12 @@ class SqlStore:
         # instead (SQLite serves one process only). PostgreSQL locks rows: no queue.
         self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
         self._reader = _SqliteReader.of(engine)
+        # With webhooks, each change records its event in its own transaction.
+        self.outbox = (
+            None
+            if webhooks is None
+            else Outbox(engine, self._write, debounce=webhooks.seconds, max_wait=webhooks.max_wait)
+        )
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -194,19 +201,22 @@ class SqlStore:
             .values(values)
             .returning(documents.c.log_rows)
         )
+        created = False
         async with self._write() as conn:
             rows = await conn.scalar(count)
             if rows is None:
                 # Its first write (or its row was lost): create it, unless the id is
                 # tombstoned. Another process may create it at the same moment.
-                await self._insert_document(conn, doc_id, now)
+                created = await self._insert_document(conn, doc_id, now)
                 rows = await conn.scalar(count)
                 if rows is None:
                     raise DocumentDeleted(doc_id)
             await conn.execute(
                 insert(updates), [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
             )
-            return int(rows)
+            due = None if self.outbox is None else await self.outbox.changed(conn, doc_id, now)
+        self._announce(now if created else due)
+        return int(rows)
 
     async def compact(self, doc_id: str) -> int:
         async with self._write() as conn:
@@ -311,6 +321,8 @@ class SqlStore:
                         title="",
                     )
                 )
+                await self._record(conn, Event.CREATED, doc_id, now)
+        self._announce(now)
         return DocumentInfo(doc_id, now, now, 0)
 
     async def delete_document(self, doc_id: str, *, unwritten: bool = False) -> None:
@@ -326,12 +338,14 @@ class SqlStore:
             if tombstoned is None and unwritten:
                 # A document open in memory and not yet written: its row, as a
                 # tombstone; or, if a write created the row meanwhile, that row.
-                await self._insert_document(conn, doc_id, now)
+                await self._insert_document(conn, doc_id, now, announce=False)
                 tombstoned = await conn.scalar(tombstone)
             if tombstoned is None:
                 raise DocumentNotFound(doc_id)
             await conn.execute(delete(updates).where(updates.c.doc_id == doc_id))
             await conn.execute(delete(snapshots).where(snapshots.c.doc_id == doc_id))
+            await self._record(conn, Event.DELETED, doc_id, now)
+        self._announce(now)
 
     async def add_version(
         self, doc_id: str, state: bytes, *, label: str, created_by: str, kind: str, keep_auto: int
@@ -365,6 +379,10 @@ class SqlStore:
                 .offset(keep_auto)
             )
             await conn.execute(delete(versions).where(versions.c.id.in_(stale.scalar_subquery())))
+            await self._record(
+                conn, Event.VERSION_CREATED, doc_id, info.created_at, version_id=info.id
+            )
+        self._announce(info.created_at)
         return info
 
     async def list_versions(self, doc_id: str) -> list[VersionInfo]:
@@ -407,8 +425,15 @@ class SqlStore:
         return bytes(data)
 
     async def _insert_document(
-        self, conn: AsyncConnection, doc_id: str, now: dt.datetime | None = None
+        self,
+        conn: AsyncConnection,
+        doc_id: str,
+        now: dt.datetime | None = None,
+        *,
+        announce: bool = True,
     ) -> bool:
+        """Create the document's row unless it exists; whether it did. With
+        ``announce``, a created row records document.created."""
         now = now or utcnow()
         values = {
             "id": doc_id,
@@ -421,7 +446,29 @@ class SqlStore:
         result = await conn.execute(
             dialect_insert(documents).values(values).on_conflict_do_nothing(index_elements=["id"])
         )
-        return bool(result.rowcount)
+        if not result.rowcount:
+            return False
+        if announce:
+            await self._record(conn, Event.CREATED, doc_id, now)
+        return True
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        event: Event,
+        doc_id: str,
+        now: dt.datetime,
+        *,
+        version_id: str | None = None,
+    ) -> None:
+        """Record a webhook event in the transaction of ``conn``, if webhooks are on."""
+        if self.outbox is not None:
+            await self.outbox.record(conn, event, doc_id, now, version_id=version_id)
+
+    def _announce(self, due: dt.datetime | None) -> None:
+        """After the transaction that recorded an event committed: wake its deliverer."""
+        if self.outbox is not None and due is not None:
+            self.outbox.announce(due)
 
     async def _write_snapshot(
         self, conn: AsyncConnection, doc_id: str, data: bytes, vector: bytes, *, exists: bool
