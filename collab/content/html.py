@@ -232,7 +232,33 @@ def sanitise(html: str) -> str:
     )
 
 
+class _DepthGauge(HTMLParser):
+    """How deep the raw input nests, before the sanitiser sees it: html5ever's work
+    grows with the square of the depth (100 000 <div>s take most of a minute). The
+    tags that HTML closes on their own (<p><p>) are not counted."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _VOID and tag not in _SELF_CLOSING:
+            self.depth += 1
+            if self.depth > 2 * MAX_DEPTH:
+                raise InvalidContent(f"the HTML is nested more than {MAX_DEPTH} deep")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID and tag not in _SELF_CLOSING:
+            self.depth = max(0, self.depth - 1)
+
+
+_SELF_CLOSING = {"p", "li", "dt", "dd", "tr", "td", "th", "option", "rb", "rt", "rp"}
+
+
 def parse(html: str) -> dict[str, Any]:
+    gauge = _DepthGauge()
+    gauge.feed(html)
+    gauge.close()
     builder = _TreeBuilder()
     builder.feed(sanitise(html))
     builder.close()
@@ -249,9 +275,7 @@ class _Converter:
         pending: list[_Element | str] = []
 
         def flush() -> None:
-            inline = self.inline(pending, [])
-            if inline:
-                out.append({"type": "paragraph", "content": inline})
+            out.extend(_paragraphs(self.inline(pending, []), keep_empty=False))
             pending.clear()
 
         for child in children:
@@ -278,8 +302,7 @@ class _Converter:
         if "data-pm-node" in attrs:
             return [self._unknown(element)]
         if tag == "p":
-            inline = self.inline(children, [])
-            return [{"type": "paragraph", "content": inline} if inline else {"type": "paragraph"}]
+            return _paragraphs(self.inline(children, []), keep_empty=True)
         if tag in _HEADINGS:
             node: dict[str, Any] = {"type": "heading", "attrs": {"level": _HEADINGS[tag]}}
             inline = self.inline(children, [])
@@ -480,6 +503,26 @@ class _Converter:
 
 
 _EMPTY = [{"type": "paragraph"}]
+
+
+def _paragraphs(inline: list[dict[str, Any]], keep_empty: bool) -> list[dict[str, Any]]:
+    """Paragraphs of inline content; an image (a block node in the editor's schema,
+    inline in HTML and Markdown) splits them and stands between."""
+    blocks: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []
+    for node in [*inline, None]:
+        if node is not None and node["type"] != "image":
+            run.append(node)
+            continue
+        _trim(run)
+        if run:
+            blocks.append({"type": "paragraph", "content": run})
+        run = []
+        if node is not None:
+            blocks.append(node)
+    if not blocks and keep_empty:
+        blocks.append({"type": "paragraph"})
+    return blocks
 
 
 def _mark_of(element: _Element) -> dict[str, Any] | None:

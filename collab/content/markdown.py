@@ -106,7 +106,7 @@ class _Writer:
     def _cell(self, cell: dict[str, Any]) -> str:
         content = cell.get("content", [])
         text = self.inline(content[0].get("content", [])) if content else ""
-        return text.replace("|", "\\|")
+        return text  # the escaping of text covers "|"
 
     def _image(self, attrs: dict[str, Any]) -> str:
         src = attrs.get("src") or ""

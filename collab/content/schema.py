@@ -5,6 +5,7 @@ size. Unknown node and mark types are kept as they are."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,9 +238,15 @@ def _marks(value: object, path: str) -> list[dict[str, Any]]:
         if spec is not None and any(m["type"] == kind for m in marks):
             raise InvalidContent(f"{where}: {kind} is on this text twice")
         marks.append(checked)
-    # ProseMirror keeps a text's marks in schema order; unknown ones after, as given.
-    marks.sort(key=lambda m: MARK_RANK.get(m["type"], len(MARK_RANK)))
+    marks.sort(key=mark_order)
     return marks
+
+
+def mark_order(mark: dict[str, Any]) -> tuple[int, str, str]:
+    """ProseMirror keeps a text's marks in schema order; unknown ones come after, in an
+    order of their own that does not depend on how Yjs hands them out."""
+    attrs = json.dumps(mark.get("attrs"), sort_keys=True)
+    return MARK_RANK.get(mark["type"], len(MARK_RANK)), mark["type"], attrs
 
 
 def _attrs(value: object, spec: dict[str, Attr] | None, path: str) -> dict[str, Any]:

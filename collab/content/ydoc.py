@@ -15,7 +15,7 @@ from typing import Any
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from ..plaintext import EDITOR_FIELD
-from .schema import MARK_RANK, MARKS, mark_defaults, node_defaults
+from .schema import MARKS, mark_defaults, mark_order, node_defaults
 
 # y-prosemirror names a mark that may overlap itself (a comment) "name--<8 chars>".
 _HASHED_MARK = re.compile(r"^(.*)--[a-zA-Z0-9+/=]{8}$")
@@ -64,7 +64,7 @@ def _text_nodes(text: XmlText) -> list[dict[str, Any]]:
         node: dict[str, Any] = {"type": "text", "text": part}
         marks = [_mark(key, value) for key, value in (formatting or {}).items()]
         if marks:
-            marks.sort(key=lambda m: MARK_RANK.get(m["type"], len(MARK_RANK)))
+            marks.sort(key=mark_order)
             node["marks"] = marks
         nodes.append(node)
     return nodes

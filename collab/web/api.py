@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pycrdt import Doc
@@ -14,17 +15,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import content, docid
-from ..auth import OPEN
-from ..documents import Documents
+from .. import content, docid, yupdate
+from ..fanout import Fanout
+from ..health import Health
+from ..persistence import Persistence
 from ..plaintext import plain_text
 from ..protocol import ProtocolError
+from ..restore import restore
 from ..room import Room
+from ..rooms import RoomRegistry
 from ..store import (
     DocumentDeleted,
     DocumentExists,
     DocumentInfo,
     DocumentNotFound,
+    DocumentStore,
     VersionInfo,
     VersionNotFound,
 )
@@ -33,6 +38,7 @@ from .errors import ApiError
 
 log = logging.getLogger("collab.api")
 
+READY_TIMEOUT = 2.0
 MAX_PAGE = 500
 MAX_LABEL = 200
 
@@ -42,7 +48,6 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/api/stats", stats),
-        Route("/api/session", session, methods=["GET"]),
         Route("/api/documents", list_documents, methods=["GET"]),
         Route("/api/documents", create_document, methods=["POST"]),
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
@@ -66,22 +71,43 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     # The database's part is the state collab_database_healthy reports, the ping
     # refreshed first.
-    failing = await _documents(request).problems()
+    health: Health = request.app.state.health
+    await health.check_database()
+    health.sample()
+    failing = health.problems()
+    fanout: Fanout | None = request.app.state.fanout
+    if fanout is not None:
+        try:
+            await asyncio.wait_for(fanout.transport.ping(), READY_TIMEOUT)
+        except Exception as exc:
+            failing["redis"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, 503)
     return JSONResponse({"status": "ready"})
 
 
 async def stats(request: Request) -> Response:
-    await _access(request).grant(request, "*")
-    return JSONResponse(_documents(request).stats())
+    _access(request).grant(request, "*")
+    registry: RoomRegistry = request.app.state.registry
+    rooms = {doc_id: len(room.peers) for doc_id, room in registry.rooms.items()}
+    fanout: Fanout | None = request.app.state.fanout
+    return JSONResponse(
+        {
+            "rooms": len(rooms),
+            "peers": sum(rooms.values()),
+            "unwritten_updates": request.app.state.persistence.pending_updates,
+            "processes": 1 + (fanout.processes if fanout is not None else 0),
+            "peers_by_room": rooms,
+        }
+    )
 
 
 async def list_documents(request: Request) -> Response:
-    grant = await _access(request).grant(request)
+    grant = _access(request).grant(request)
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 2**31)
-    documents = await _documents(request).list_documents(limit + 1, offset)
+    store = request.app.state.persistence.store
+    documents = await store.list_documents(limit + 1, offset)
     # A page holds the documents the token covers among the next `limit` of all.
     visible = [_document(d) for d in documents[:limit] if grant.covers(d.id)]
     body: dict[str, Any] = {"documents": visible}
@@ -96,29 +122,37 @@ async def create_document(request: Request) -> Response:
         doc_id = secrets.token_urlsafe(9)
     if not isinstance(doc_id, str) or not docid.is_valid(doc_id):
         raise ApiError(400, "bad_doc_id", docid.RULE)
-    await _access(request).grant(request, doc_id, write=True)
+    _access(request).grant(request, doc_id, write=True)
     try:
-        info = await _documents(request).create(doc_id)
+        info = await request.app.state.persistence.store.create_document(doc_id)
     except DocumentExists:
         raise ApiError(409, "exists", f"document {doc_id!r} already exists") from None
     return JSONResponse(_document(info), 201)
 
 
 async def get_document(request: Request) -> Response:
-    doc_id = await _doc_id(request)
+    doc_id = _doc_id(request)
     try:
-        info = await _documents(request).info(doc_id)
+        info = await request.app.state.persistence.store.get_document(doc_id)
     except (DocumentNotFound, DocumentDeleted):
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     return JSONResponse(_document(info))
 
 
 async def delete_document(request: Request) -> Response:
-    doc_id = await _doc_id(request, write=True)
+    doc_id = _doc_id(request, write=True)
+    registry: RoomRegistry = request.app.state.registry
     try:
-        await _documents(request).delete(doc_id)
+        await request.app.state.persistence.store.delete_document(
+            doc_id, unwritten=doc_id in registry.rooms
+        )
     except DocumentNotFound:
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    request.app.state.forget(doc_id)
+    fanout: Fanout | None = request.app.state.fanout
+    if fanout is not None:
+        fanout.deleted(doc_id)
+    log.info("deleted document %r", doc_id)
     return Response(status_code=204)
 
 
@@ -155,7 +189,8 @@ async def put_content(request: Request) -> Response:
         if "content" not in body:
             raise ApiError(400, "bad_content", "the body has no content")
         try:
-            parsed = content.parse(format, body["content"])
+            # In a thread: a hostile Markdown body can take markdown-it seconds.
+            parsed = await asyncio.to_thread(content.parse, format, body["content"])
         except content.InvalidContent as exc:
             raise ApiError(400, "bad_content", str(exc)) from None
         # Computed on a copy, then applied like any edit: one change, stored and sent.
@@ -175,42 +210,24 @@ async def export_update(request: Request) -> Response:
     return Response(state, media_type="application/octet-stream")
 
 
-async def session(request: Request) -> Response:
-    """Who the caller is, as its token or the host's sign-in says: the editor shows
-    this name and skips asking for one. ``?doc=`` checks the grant covers that id."""
-    doc_id = request.query_params.get("doc")
-    if doc_id is not None and not docid.is_valid(doc_id):
-        raise ApiError(400, "bad_doc_id", docid.RULE)
-    grant = await _access(request).grant(request, doc_id)
-    return JSONResponse(
-        {
-            "user": grant.sub,
-            "name": grant.display_name,
-            "mode": grant.mode.value,
-            "anonymous": grant is OPEN,
-            "expires_at": grant.exp,
-        }
-    )
-
-
 async def import_update(request: Request) -> Response:
     """Merge a Yjs v1 update into the document: stored and sent to live peers."""
-    doc_id = await _doc_id(request, write=True)  # the token first: nothing unauthorised is parsed
+    _doc_id(request, write=True)  # the token first: nothing unauthorised is parsed
     settings = request.app.state.settings
     update = await _body(request, settings.max_message_size)
     try:
-        await _documents(request).apply(doc_id, update, "api")
-    except (DocumentDeleted, DocumentNotFound):
-        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+        # Before the room: a bad body must not even create the document.
+        yupdate.check(update, settings.max_update_depth)
+        async with _room(request, write=True, create=True) as room:
+            room.apply_update(update, "api")
     except ProtocolError as exc:
         raise ApiError(400, "bad_update", f"the body is not a Yjs v1 update: {exc}") from None
     return JSONResponse({"applied": len(update)})
 
 
 async def list_versions(request: Request) -> Response:
-    doc_id = await _doc_id(request)
-    with _opened():
-        versions = await _documents(request).versions(doc_id)
+    async with _room(request) as room:
+        versions = await _store(request).list_versions(room.doc_id)
     return JSONResponse({"versions": [_version(v) for v in versions]})
 
 
@@ -221,11 +238,10 @@ async def create_version(request: Request) -> Response:
         raise ApiError(
             400, "bad_label", f"label must be a string of at most {MAX_LABEL} characters"
         )
-    doc_id = await _doc_id(request, write=True)
-    grant = await _access(request).grant(request, doc_id)
-    with _opened():
-        version = await _documents(request).save_version(
-            doc_id, label=label, created_by=grant.sub
+    grant = _access(request).grant(request)
+    async with _room(request, write=True) as room:
+        version = await _persistence(request).save_version(
+            room, kind="manual", label=label, created_by=grant.sub
         )
     if version is None:
         raise ApiError(503, "unavailable", "the version could not be saved; try again")
@@ -233,22 +249,42 @@ async def create_version(request: Request) -> Response:
 
 
 async def version_update(request: Request) -> Response:
-    doc_id = await _doc_id(request)
-    with _opened():
-        state = await _documents(request).version_state(doc_id, request.path_params["vid"])
+    async with _room(request) as room:
+        state = await _version_state(request, room.doc_id)
     return Response(state, media_type="application/octet-stream")
 
 
 async def restore_version(request: Request) -> Response:
     """The live content becomes the version's, for every peer, as a new change."""
-    doc_id = await _doc_id(request, write=True)
-    grant = await _access(request).grant(request, doc_id)
-    vid = request.path_params["vid"]
-    with _opened():
-        backup = await _documents(request).restore(doc_id, vid, created_by=grant.sub)
-    if backup is None:
-        raise ApiError(503, "unavailable", "could not save the current content first")
-    return JSONResponse({"restored": vid, "backup": _version(backup)})
+    grant = _access(request).grant(request)
+    async with _room(request, write=True) as room:
+        state = await _version_state(request, room.doc_id)
+        backup = await _persistence(request).save_version(
+            room,
+            kind="restore",
+            created_by=grant.sub,
+        )
+        if backup is None:
+            raise ApiError(503, "unavailable", "could not save the current content first")
+        # Computed on a copy, then applied like any edit: stored and sent to peers.
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(room.doc.get_update())
+        changes: list[bytes] = []
+        subscription = scratch.observe(lambda event: changes.append(event.update))
+        restore(scratch, state)
+        scratch.unobserve(subscription)
+        for update in changes:
+            room.apply_update(update, "restore", strict=False)
+    log.info("restored %r to version %s", room.doc_id, request.path_params["vid"])
+    return JSONResponse({"restored": request.path_params["vid"], "backup": _version(backup)})
+
+
+async def _version_state(request: Request, doc_id: str) -> bytes:
+    try:
+        state: bytes = await _store(request).version_state(doc_id, request.path_params["vid"])
+    except VersionNotFound:
+        raise ApiError(404, "not_found", "no such version") from None
+    return state
 
 
 def _version(info: VersionInfo) -> dict[str, Any]:
@@ -262,40 +298,44 @@ def _version(info: VersionInfo) -> dict[str, Any]:
     }
 
 
-def _documents(request: Request) -> Documents:
-    documents: Documents = request.app.state.documents
-    return documents
+def _store(request: Request) -> DocumentStore:
+    return _persistence(request).store
 
 
-@contextlib.contextmanager
-def _opened() -> Iterator[None]:
-    """The documents service's refusals as API errors."""
-    try:
-        yield
-    except (DocumentNotFound, DocumentDeleted):
-        raise ApiError(404, "not_found", "no such document") from None
-    except VersionNotFound:
-        raise ApiError(404, "not_found", "no such version") from None
+def _persistence(request: Request) -> Persistence:
+    persistence: Persistence = request.app.state.persistence
+    return persistence
 
 
 @contextlib.asynccontextmanager
 async def _room(
     request: Request, *, write: bool = False, create: bool = False
 ) -> AsyncIterator[Room]:
-    """The document's room, held for the duration (loaded if it was not open), once
-    the caller's grant is checked. The document must exist, unless ``create``."""
-    doc_id = await _doc_id(request, write=write)
-    with _opened():
-        async with _documents(request).open(doc_id, create=create) as room:
-            yield room
+    """The document's room, held for the duration (loaded if it was not open). The
+    document must exist, unless ``create``: an imported update creates it, as opening
+    a socket does."""
+    doc_id = _doc_id(request, write=write)
+    registry: RoomRegistry = request.app.state.registry
+    try:
+        if not create and doc_id not in registry.rooms:
+            await request.app.state.persistence.store.get_document(doc_id)
+        room = await registry.acquire(doc_id)
+    except DocumentNotFound:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    except DocumentDeleted:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
+    try:
+        yield room
+    finally:
+        registry.release(room)
 
 
-async def _doc_id(request: Request, *, write: bool = False) -> str:
+def _doc_id(request: Request, *, write: bool = False) -> str:
     """The route's document id, once the caller's token is checked for it."""
     doc_id: str = request.path_params["doc_id"]
     if not docid.is_valid(doc_id):
         raise ApiError(404, "not_found", "no such document")
-    await _access(request).grant(request, doc_id, write=write)
+    _access(request).grant(request, doc_id, write=write)
     return doc_id
 
 
@@ -307,7 +347,6 @@ def _access(request: Request) -> Access:
 def _document(info: DocumentInfo) -> dict[str, Any]:
     return {
         "id": info.id,
-        "title": info.title,
         "created_at": info.created_at.isoformat(),
         "updated_at": info.updated_at.isoformat(),
         "size_bytes": info.size_bytes,
