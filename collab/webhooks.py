@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from . import content
 from .outbox import Claimed, Event, Outbox
-from .plaintext import plain_text
 from .settings import Settings
 from .sqlstore import SqlStore
 from .state import build_doc
@@ -358,4 +358,4 @@ def _render(state: StoredState) -> tuple[str, Any]:
     """The text and the ProseMirror JSON of a stored document (in a thread: building a
     large one takes tens of milliseconds)."""
     doc = build_doc(state.snapshot, state.updates)
-    return plain_text(doc.get_update()), None
+    return content.to_text(doc), content.to_json(doc)

@@ -235,10 +235,15 @@ def test_every_event_arrives_signed_in_order_and_is_retried_after_a_500(
     assert {b["document"] for b in delivered} == {doc_id}
     created, changed, versioned, deleted = delivered
     assert changed["text"] == "hello webhooks"
+    assert changed["content"] == {
+        "type": "doc",
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "hello webhooks"}]}],
+    }
     assert versioned["text"] == "hello webhooks"
     assert versioned["version"]["id"] == version.json()["id"]
     assert versioned["version"]["label"] == "v1"
     assert deleted["text"] is None
+    assert deleted["content"] is None
     assert created["text"] == ""
     # The refused first attempt and its retry: the same key, the same bytes.
     refused, retried = receiver.deliveries[0], receiver.deliveries[1]
