@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pycrdt import Doc
@@ -15,21 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import content, docid, yupdate
-from ..fanout import Fanout
-from ..health import Health
-from ..persistence import Persistence
+from .. import content, docid
+from ..auth import OPEN
+from ..documents import Documents
 from ..plaintext import plain_text
 from ..protocol import ProtocolError
-from ..restore import restore
 from ..room import Room
-from ..rooms import RoomRegistry
 from ..store import (
     DocumentDeleted,
     DocumentExists,
     DocumentInfo,
     DocumentNotFound,
-    DocumentStore,
     VersionInfo,
     VersionNotFound,
 )
@@ -38,7 +34,6 @@ from .errors import ApiError
 
 log = logging.getLogger("collab.api")
 
-READY_TIMEOUT = 2.0
 MAX_PAGE = 500
 MAX_LABEL = 200
 
@@ -48,6 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/api/stats", stats),
+        Route("/api/session", session, methods=["GET"]),
         Route("/api/documents", list_documents, methods=["GET"]),
         Route("/api/documents", create_document, methods=["POST"]),
         Route("/api/documents/{doc_id}", get_document, methods=["GET"]),
@@ -71,43 +67,22 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     # The database's part is the state collab_database_healthy reports, the ping
     # refreshed first.
-    health: Health = request.app.state.health
-    await health.check_database()
-    health.sample()
-    failing = health.problems()
-    fanout: Fanout | None = request.app.state.fanout
-    if fanout is not None:
-        try:
-            await asyncio.wait_for(fanout.transport.ping(), READY_TIMEOUT)
-        except Exception as exc:
-            failing["redis"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    failing = await _documents(request).problems()
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, 503)
     return JSONResponse({"status": "ready"})
 
 
 async def stats(request: Request) -> Response:
-    _access(request).grant(request, "*")
-    registry: RoomRegistry = request.app.state.registry
-    rooms = {doc_id: len(room.peers) for doc_id, room in registry.rooms.items()}
-    fanout: Fanout | None = request.app.state.fanout
-    return JSONResponse(
-        {
-            "rooms": len(rooms),
-            "peers": sum(rooms.values()),
-            "unwritten_updates": request.app.state.persistence.pending_updates,
-            "processes": 1 + (fanout.processes if fanout is not None else 0),
-            "peers_by_room": rooms,
-        }
-    )
+    await _access(request).grant(request, "*")
+    return JSONResponse(_documents(request).stats())
 
 
 async def list_documents(request: Request) -> Response:
-    grant = _access(request).grant(request)
+    grant = await _access(request).grant(request)
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 2**31)
-    store = request.app.state.persistence.store
-    documents = await store.list_documents(limit + 1, offset)
+    documents = await _documents(request).list_documents(limit + 1, offset)
     # A page holds the documents the token covers among the next `limit` of all.
     visible = [_document(d) for d in documents[:limit] if grant.covers(d.id)]
     body: dict[str, Any] = {"documents": visible}
@@ -122,37 +97,29 @@ async def create_document(request: Request) -> Response:
         doc_id = secrets.token_urlsafe(9)
     if not isinstance(doc_id, str) or not docid.is_valid(doc_id):
         raise ApiError(400, "bad_doc_id", docid.RULE)
-    _access(request).grant(request, doc_id, write=True)
+    await _access(request).grant(request, doc_id, write=True)
     try:
-        info = await request.app.state.persistence.store.create_document(doc_id)
+        info = await _documents(request).create(doc_id)
     except DocumentExists:
         raise ApiError(409, "exists", f"document {doc_id!r} already exists") from None
     return JSONResponse(_document(info), 201)
 
 
 async def get_document(request: Request) -> Response:
-    doc_id = _doc_id(request)
+    doc_id = await _doc_id(request)
     try:
-        info = await request.app.state.persistence.store.get_document(doc_id)
+        info = await _documents(request).info(doc_id)
     except (DocumentNotFound, DocumentDeleted):
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     return JSONResponse(_document(info))
 
 
 async def delete_document(request: Request) -> Response:
-    doc_id = _doc_id(request, write=True)
-    registry: RoomRegistry = request.app.state.registry
+    doc_id = await _doc_id(request, write=True)
     try:
-        await request.app.state.persistence.store.delete_document(
-            doc_id, unwritten=doc_id in registry.rooms
-        )
+        await _documents(request).delete(doc_id)
     except DocumentNotFound:
         raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
-    request.app.state.forget(doc_id)
-    fanout: Fanout | None = request.app.state.fanout
-    if fanout is not None:
-        fanout.deleted(doc_id)
-    log.info("deleted document %r", doc_id)
     return Response(status_code=204)
 
 
@@ -210,24 +177,42 @@ async def export_update(request: Request) -> Response:
     return Response(state, media_type="application/octet-stream")
 
 
+async def session(request: Request) -> Response:
+    """Who the caller is, as its token or the host's sign-in says: the editor shows
+    this name and skips asking for one. ``?doc=`` checks the grant covers that id."""
+    doc_id = request.query_params.get("doc")
+    if doc_id is not None and not docid.is_valid(doc_id):
+        raise ApiError(400, "bad_doc_id", docid.RULE)
+    grant = await _access(request).grant(request, doc_id)
+    return JSONResponse(
+        {
+            "user": grant.sub,
+            "name": grant.display_name,
+            "mode": grant.mode.value,
+            "anonymous": grant is OPEN,
+            "expires_at": grant.exp,
+        }
+    )
+
+
 async def import_update(request: Request) -> Response:
     """Merge a Yjs v1 update into the document: stored and sent to live peers."""
-    _doc_id(request, write=True)  # the token first: nothing unauthorised is parsed
+    doc_id = await _doc_id(request, write=True)  # the token first: nothing unauthorised is parsed
     settings = request.app.state.settings
     update = await _body(request, settings.max_message_size)
     try:
-        # Before the room: a bad body must not even create the document.
-        yupdate.check(update, settings.max_update_depth)
-        async with _room(request, write=True, create=True) as room:
-            room.apply_update(update, "api")
+        await _documents(request).apply(doc_id, update, "api")
+    except (DocumentDeleted, DocumentNotFound):
+        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
     except ProtocolError as exc:
         raise ApiError(400, "bad_update", f"the body is not a Yjs v1 update: {exc}") from None
     return JSONResponse({"applied": len(update)})
 
 
 async def list_versions(request: Request) -> Response:
-    async with _room(request) as room:
-        versions = await _store(request).list_versions(room.doc_id)
+    doc_id = await _doc_id(request)
+    with _opened():
+        versions = await _documents(request).versions(doc_id)
     return JSONResponse({"versions": [_version(v) for v in versions]})
 
 
@@ -238,10 +223,11 @@ async def create_version(request: Request) -> Response:
         raise ApiError(
             400, "bad_label", f"label must be a string of at most {MAX_LABEL} characters"
         )
-    grant = _access(request).grant(request)
-    async with _room(request, write=True) as room:
-        version = await _persistence(request).save_version(
-            room, kind="manual", label=label, created_by=grant.sub
+    doc_id = await _doc_id(request, write=True)
+    grant = await _access(request).grant(request, doc_id)
+    with _opened():
+        version = await _documents(request).save_version(
+            doc_id, label=label, created_by=grant.sub
         )
     if version is None:
         raise ApiError(503, "unavailable", "the version could not be saved; try again")
@@ -249,42 +235,22 @@ async def create_version(request: Request) -> Response:
 
 
 async def version_update(request: Request) -> Response:
-    async with _room(request) as room:
-        state = await _version_state(request, room.doc_id)
+    doc_id = await _doc_id(request)
+    with _opened():
+        state = await _documents(request).version_state(doc_id, request.path_params["vid"])
     return Response(state, media_type="application/octet-stream")
 
 
 async def restore_version(request: Request) -> Response:
     """The live content becomes the version's, for every peer, as a new change."""
-    grant = _access(request).grant(request)
-    async with _room(request, write=True) as room:
-        state = await _version_state(request, room.doc_id)
-        backup = await _persistence(request).save_version(
-            room,
-            kind="restore",
-            created_by=grant.sub,
-        )
-        if backup is None:
-            raise ApiError(503, "unavailable", "could not save the current content first")
-        # Computed on a copy, then applied like any edit: stored and sent to peers.
-        scratch: Doc[Any] = Doc()
-        scratch.apply_update(room.doc.get_update())
-        changes: list[bytes] = []
-        subscription = scratch.observe(lambda event: changes.append(event.update))
-        restore(scratch, state)
-        scratch.unobserve(subscription)
-        for update in changes:
-            room.apply_update(update, "restore", strict=False)
-    log.info("restored %r to version %s", room.doc_id, request.path_params["vid"])
-    return JSONResponse({"restored": request.path_params["vid"], "backup": _version(backup)})
-
-
-async def _version_state(request: Request, doc_id: str) -> bytes:
-    try:
-        state: bytes = await _store(request).version_state(doc_id, request.path_params["vid"])
-    except VersionNotFound:
-        raise ApiError(404, "not_found", "no such version") from None
-    return state
+    doc_id = await _doc_id(request, write=True)
+    grant = await _access(request).grant(request, doc_id)
+    vid = request.path_params["vid"]
+    with _opened():
+        backup = await _documents(request).restore(doc_id, vid, created_by=grant.sub)
+    if backup is None:
+        raise ApiError(503, "unavailable", "could not save the current content first")
+    return JSONResponse({"restored": vid, "backup": _version(backup)})
 
 
 def _version(info: VersionInfo) -> dict[str, Any]:
@@ -298,44 +264,40 @@ def _version(info: VersionInfo) -> dict[str, Any]:
     }
 
 
-def _store(request: Request) -> DocumentStore:
-    return _persistence(request).store
+def _documents(request: Request) -> Documents:
+    documents: Documents = request.app.state.documents
+    return documents
 
 
-def _persistence(request: Request) -> Persistence:
-    persistence: Persistence = request.app.state.persistence
-    return persistence
+@contextlib.contextmanager
+def _opened() -> Iterator[None]:
+    """The documents service's refusals as API errors."""
+    try:
+        yield
+    except (DocumentNotFound, DocumentDeleted):
+        raise ApiError(404, "not_found", "no such document") from None
+    except VersionNotFound:
+        raise ApiError(404, "not_found", "no such version") from None
 
 
 @contextlib.asynccontextmanager
 async def _room(
     request: Request, *, write: bool = False, create: bool = False
 ) -> AsyncIterator[Room]:
-    """The document's room, held for the duration (loaded if it was not open). The
-    document must exist, unless ``create``: an imported update creates it, as opening
-    a socket does."""
-    doc_id = _doc_id(request, write=write)
-    registry: RoomRegistry = request.app.state.registry
-    try:
-        if not create and doc_id not in registry.rooms:
-            await request.app.state.persistence.store.get_document(doc_id)
-        room = await registry.acquire(doc_id)
-    except DocumentNotFound:
-        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
-    except DocumentDeleted:
-        raise ApiError(404, "not_found", f"no document {doc_id!r}") from None
-    try:
-        yield room
-    finally:
-        registry.release(room)
+    """The document's room, held for the duration (loaded if it was not open), once
+    the caller's grant is checked. The document must exist, unless ``create``."""
+    doc_id = await _doc_id(request, write=write)
+    with _opened():
+        async with _documents(request).open(doc_id, create=create) as room:
+            yield room
 
 
-def _doc_id(request: Request, *, write: bool = False) -> str:
+async def _doc_id(request: Request, *, write: bool = False) -> str:
     """The route's document id, once the caller's token is checked for it."""
     doc_id: str = request.path_params["doc_id"]
     if not docid.is_valid(doc_id):
         raise ApiError(404, "not_found", "no such document")
-    _access(request).grant(request, doc_id, write=write)
+    await _access(request).grant(request, doc_id, write=write)
     return doc_id
 
 
@@ -347,6 +309,7 @@ def _access(request: Request) -> Access:
 def _document(info: DocumentInfo) -> dict[str, Any]:
     return {
         "id": info.id,
+        "title": info.title,
         "created_at": info.created_at.isoformat(),
         "updated_at": info.updated_at.isoformat(),
         "size_bytes": info.size_bytes,
