@@ -8,13 +8,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import __version__
+from .. import __version__, docid
 
 _DOC_ID = {
     "name": "doc_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$"},
+    "schema": {"type": "string", "pattern": f"^{docid.DOC_ID.pattern}$"},
 }
 _VID = {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}
 _ERROR = {
@@ -55,9 +55,14 @@ SPEC: dict[str, Any] = {
             },
             "Document": {
                 "type": "object",
-                "required": ["id", "created_at", "updated_at", "size_bytes"],
+                "required": ["id", "title", "created_at", "updated_at", "size_bytes"],
                 "properties": {
                     "id": {"type": "string"},
+                    "title": {
+                        "type": "string",
+                        "maxLength": 200,
+                        "description": "the content's first line that is not blank; empty if none",
+                    },
                     "created_at": {"type": "string", "format": "date-time"},
                     "updated_at": {"type": "string", "format": "date-time"},
                     "size_bytes": {"type": "integer"},
@@ -112,7 +117,49 @@ SPEC: dict[str, Any] = {
                     "backup": {"$ref": "#/components/schemas/Version"},
                 },
             },
-            "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+            "Status": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "string"},
+                    "failing": {
+                        "type": "object",
+                        "description": "the parts that fail, each with why",
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+            },
+            "Stats": {
+                "type": "object",
+                "required": ["rooms", "peers", "unwritten_updates", "processes", "peers_by_room"],
+                "properties": {
+                    "rooms": {"type": "integer"},
+                    "peers": {"type": "integer"},
+                    "unwritten_updates": {"type": "integer"},
+                    "processes": {
+                        "type": "integer",
+                        "description": "collab processes serving with this one, itself included",
+                    },
+                    "peers_by_room": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                    },
+                },
+            },
+            "ContentApplied": {
+                "type": "object",
+                "required": ["format", "mode", "applied"],
+                "properties": {
+                    "format": {"type": "string"},
+                    "mode": {"type": "string"},
+                    "applied": {"type": "integer", "description": "bytes of the change"},
+                },
+            },
+            "Applied": {
+                "type": "object",
+                "required": ["applied"],
+                "properties": {"applied": {"type": "integer", "description": "bytes merged"}},
+            },
         },
     },
     "security": [{}, {"bearer": []}],
@@ -138,7 +185,7 @@ SPEC: dict[str, Any] = {
         "/api/stats": {
             "get": {
                 "summary": "rooms and peers of this process",
-                "responses": {"200": {"description": "OK"}, **_errors(*_AUTH)},
+                "responses": {"200": _json("Stats"), **_errors(*_AUTH)},
             }
         },
         "/api/session": {
@@ -200,6 +247,58 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/api/documents/{doc_id}/content": {
+            "parameters": [_DOC_ID],
+            "get": {
+                "summary": "the editor's content as text, ProseMirror JSON, HTML or Markdown",
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["text", "json", "html", "markdown"]},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/html": {"schema": {"type": "string"}},
+                            "text/markdown": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, *_AUTH, 404),
+                },
+            },
+            "put": {
+                "summary": "content in one of the formats replaces (or is appended to) the "
+                "document's, as one change",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["format", "content"],
+                                "properties": {
+                                    "format": {
+                                        "type": "string",
+                                        "enum": ["text", "json", "html", "markdown"],
+                                    },
+                                    "content": {},
+                                    "mode": {"type": "string", "enum": ["replace", "append"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("ContentApplied", "applied"),
+                    **_errors(400, *_AUTH, 404, 413, 415),
+                },
+            },
+        },
         "/api/documents/{doc_id}/update": {
             "parameters": [_DOC_ID],
             "get": {
@@ -212,7 +311,10 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "merge a Yjs v1 update: stored and sent to live peers",
                 "requestBody": {"required": True, "content": _BINARY},
-                "responses": {"200": {"description": "applied"}, **_errors(400, *_AUTH, 413, 415)},
+                "responses": {
+                    "200": _json("Applied", "applied"),
+                    **_errors(400, *_AUTH, 404, 413, 415),
+                },
             },
         },
         "/api/documents/{doc_id}/versions": {
@@ -235,7 +337,7 @@ SPEC: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _json("Version", "created"),
-                    **_errors(400, *_AUTH, 413, 415, 503),
+                    **_errors(400, *_AUTH, 404, 413, 415, 503),
                 },
             },
         },
