@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "tests" / "js"
@@ -101,13 +102,20 @@ def check_editor(url: str) -> None:
         status, body, kind = fetch(url + page)
         if status != 200 or not kind.startswith("text/html"):
             raise SmokeFailure(f"GET {page}: {status} {kind}, not the editor: {body[:300]!r}")
-        assets |= set(re.findall(rb"""(?:src|href)=["'](/assets/[^"']+)["']""", body))
+        html = body.decode()
+        # Relative references resolve against the page's <base href>, if it has one.
+        base = re.search(r"""<base\s+href=["']([^"']*)["']""", html)
+        root = urljoin(url + page, base.group(1)) if base else url + page
+        for ref in re.findall(r"""(?:src|href)=["']([^"'#?]+)["']""", html):
+            target = urljoin(root, ref)
+            if target.startswith(url + "/") and "/assets/" in target:
+                assets.add(target)
     if not assets:
         raise SmokeFailure("the editor's pages reference no assets")
     for asset in sorted(assets):
-        status, body, _ = fetch(url + asset.decode())
+        status, body, _ = fetch(asset)
         if status != 200 or not body:
-            raise SmokeFailure(f"GET {asset.decode()}: {status}, {len(body)} bytes")
+            raise SmokeFailure(f"GET {asset}: {status}, {len(body)} bytes")
     print(f"smoke: the editor's 2 pages and their {len(assets)} assets: ok")
 
 
