@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +61,16 @@ def test_serve_refuses_an_unknown_protocol_naming_the_choices(
     assert line.startswith("collab: error: COLLAB_WS_PROTOCOL")
     assert "batching" in line
     assert "stock" in line
+
+
+def test_the_app_imports_nothing_private_of_uvicorn() -> None:
+    # Only ``collab serve`` checks the pinned releases: a host that embeds collab serves
+    # it on its own server, so the app itself must not need uvicorn's internals.
+    code = (
+        "import sys, collab.web.app\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('uvicorn.protocols', 'websockets'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -11,7 +11,8 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
-from collab.web.wsprotocol import FRAMES, BatchingWebSocketProtocol, binary_frame
+from collab.web.wsextension import FRAMES
+from collab.web.wsprotocol import BatchingWebSocketProtocol, binary_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])

@@ -29,7 +29,7 @@ from ..stats import Stats
 from ..store import DocumentDeleted
 from .access import Access
 from .errors import ApiError, error_body
-from .wsprotocol import FRAMES
+from .wsextension import FRAMES
 
 log = logging.getLogger("collab.ws")
 

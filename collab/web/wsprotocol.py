@@ -43,8 +43,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from ..peer import Departure
-
-FRAMES = "collab.frames"
+from .wsextension import FRAMES
 
 T = TypeVar("T")
 
