@@ -59,7 +59,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 frontend/node_modules/.package-lock.json: frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 
-collab/static/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
+collab/static/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES) collab/closecodes.py collab/docid.py
 	cd frontend && npm run build
 
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json

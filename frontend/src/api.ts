@@ -5,7 +5,8 @@ export interface DocumentInfo {
   created_at: string
   updated_at: string
   size_bytes: number
-  title?: string | null
+  /** The content's first line that is not blank; empty when there is none. */
+  title: string
 }
 
 /** How a version came to be: saved by someone, by the server on its own, or just
@@ -144,7 +145,6 @@ const defaultDetail = (status: number): string => {
   if (status === 401) return 'Your access link is missing, invalid or has expired.'
   if (status === 403) return 'You do not have permission to do that.'
   if (status === 404) return 'Not found.'
-  if (status === 410) return 'This document has been deleted.'
   if (status === 429) return 'Too many requests; please wait a moment and try again.'
   if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`
   return `The request failed (HTTP ${status}).`

@@ -1,16 +1,12 @@
 // What each WebSocket close code from the server means to the person at the keyboard.
 // 44xx codes are permanent: reconnecting cannot fix them, so the provider stops.
+// The codes are the server's own (generated from collab/closecodes.py).
 
+import { CloseCode } from './generated/contract'
+
+// Not the server's: the browser's, for a socket that closed without a close frame
+// (or whose upgrade was refused, which a page is not told more about).
 export const WS_1006_ABNORMAL_CLOSURE = 1006
-export const WS_1008_POLICY_VIOLATION = 1008
-export const WS_1009_MESSAGE_TOO_BIG = 1009
-export const WS_1011_INTERNAL_ERROR = 1011
-export const WS_1012_SERVICE_RESTART = 1012
-export const WS_1013_TRY_AGAIN_LATER = 1013
-export const WS_4401_UNAUTHORIZED = 4401
-export const WS_4403_FORBIDDEN = 4403
-export const WS_4404_NOT_FOUND = 4404
-export const WS_4410_GONE = 4410
 
 export interface CloseExplanation {
   /** Permanent: stop reconnecting and leave the message up. */
@@ -32,45 +28,44 @@ const DELETED: CloseExplanation = {
 }
 
 const EXPLANATIONS: Record<number, CloseExplanation> = {
-  [WS_4401_UNAUTHORIZED]: {
+  [CloseCode.UNAUTHORIZED]: {
     terminal: true,
     short: 'No access',
     title: 'Your access link is not valid',
     detail: 'The token is missing, invalid or has expired. Ask for a new link to this document.',
   },
-  [WS_4403_FORBIDDEN]: {
+  [CloseCode.FORBIDDEN]: {
     terminal: true,
     short: 'No access',
     title: 'No permission for this document',
     detail: 'Your access link does not cover this document. Ask its owner to share it with you.',
   },
-  [WS_4404_NOT_FOUND]: DELETED,
-  [WS_4410_GONE]: DELETED,
-  [WS_1008_POLICY_VIOLATION]: {
+  [CloseCode.DOCUMENT_DELETED]: DELETED,
+  [CloseCode.POLICY_VIOLATION]: {
     terminal: false,
     short: 'Reconnecting…',
     title: 'The server refused a message',
     detail: 'Too many changes too quickly, or a change it could not accept. Reconnecting…',
   },
-  [WS_1009_MESSAGE_TOO_BIG]: {
+  [CloseCode.MESSAGE_TOO_BIG]: {
     terminal: false,
     short: 'Reconnecting…',
     title: 'A change was too large to send',
     detail: 'The server limits the size of a single change. Try splitting large pastes. Reconnecting…',
   },
-  [WS_1011_INTERNAL_ERROR]: {
+  [CloseCode.INTERNAL_ERROR]: {
     terminal: false,
     short: 'Reconnecting…',
     title: 'The server had a problem',
     detail: 'Your changes are kept on this device. Retrying…',
   },
-  [WS_1012_SERVICE_RESTART]: {
+  [CloseCode.SERVICE_RESTART]: {
     terminal: false,
     short: 'Reconnecting…',
     title: 'The server is restarting',
     detail: 'Your changes are kept on this device and will be sent when it is back.',
   },
-  [WS_1013_TRY_AGAIN_LATER]: {
+  [CloseCode.TRY_AGAIN_LATER]: {
     terminal: false,
     short: 'Reconnecting…',
     title: 'The server is busy',
@@ -92,11 +87,13 @@ export const explainClose = (code: number): CloseExplanation | null => {
   return null
 }
 
-/** Answers of GET /api/documents/{id} when the socket cannot even open. */
+/** Answers of GET /api/documents/{id} when the socket cannot even open. The API
+ * answers 404 for a deleted document as for an unknown one, and a socket opens on an
+ * id never used (creating the document): so a socket that keeps failing on an id the
+ * API does not know means a deleted document. */
 export const explainHttpStatus = (status: number): CloseExplanation | null => {
-  if (status === 401) return EXPLANATIONS[WS_4401_UNAUTHORIZED]
-  if (status === 403) return EXPLANATIONS[WS_4403_FORBIDDEN]
-  if (status === 410) return DELETED
+  if (status === 401) return EXPLANATIONS[CloseCode.UNAUTHORIZED]
+  if (status === 403) return EXPLANATIONS[CloseCode.FORBIDDEN]
   if (status === 404) {
     return {
       terminal: true,

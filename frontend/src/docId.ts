@@ -1,7 +1,7 @@
-// Mirrors the server's rule (CONTRACT.md): 1–128 characters from
-// `A–Z a–z 0–9 . _ ~ -`, not starting with `.`.
-const DOC_ID = /^(?!\.)[A-Za-z0-9._~-]{1,128}$/
+import { DOC_ID } from './generated/contract'
 
+/** The server's rule (collab/docid.py): 1–128 characters from `A–Z a–z 0–9 . _ ~ -`,
+ * not starting with `.`. */
 export const isValidDocId = (id: string): boolean => DOC_ID.test(id)
 
 /** `/d/{doc_id}` → `doc_id`; the last path segment, percent-decoded. */

@@ -184,10 +184,18 @@ const main = async (): Promise<void> => {
   }
   watchPresence(provider.awareness, byId('presence'), () => void editIdentity(false))
 
-  // Title the tab after the document's first line, like the document list does.
+  // Title the tab after the document's title, as the server keeps it for the list
+  // (collab/plaintext.py): its first line that is not blank, looked for in the first
+  // blocks only.
   const fragment = ydoc.getXmlFragment(FIELD)
   const retitle = () => {
-    const firstLine = editor.state.doc.firstChild?.textContent.trim()
+    const doc = editor.state.doc
+    let firstLine = ''
+    for (let i = 0; i < Math.min(doc.childCount, 64) && !firstLine; i++) {
+      const block = doc.child(i)
+      const lines = block.textBetween(0, block.content.size, '\n', '\n').split('\n')
+      firstLine = lines.map((line) => line.trim()).find((line) => line !== '') ?? ''
+    }
     document.title = `${firstLine ? firstLine.slice(0, 60) : docId} · collab`
   }
   fragment.observeDeep(retitle)

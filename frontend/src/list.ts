@@ -38,7 +38,7 @@ const icon = (path: string): SVGSVGElement => {
 const TRASH = 'M4 6h12M8 6V4.5h4V6M6 6l.7 9.5a1 1 0 0 0 1 .9h4.6a1 1 0 0 0 1-.9L14 6M8.5 9v4.5M11.5 9v4.5'
 
 const renderRow = (doc: DocumentInfo): HTMLLIElement => {
-  const title = doc.title?.trim() || doc.id
+  const title = doc.title || doc.id
   const row = document.createElement('li')
   row.className = 'doc-row'
   row.dataset.id = doc.id
