@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="document ids it covers, as glob patterns (repeatable; default: all)",
     )
+    token.add_argument("--name", help="the name the editor shows for the user (default: --sub)")
     token.add_argument("--read-only", action="store_true", help="may read, not change")
     token.add_argument("--ttl", type=float, default=3600, help="seconds it is valid (3600)")
     return parser
@@ -88,7 +89,16 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         print("collab: error: --ttl must be positive", file=sys.stderr)
         return 2
     docs = args.docs or ["*"]
-    print(issue(settings.auth_secret, args.sub, docs, read_only=args.read_only, ttl=args.ttl))
+    print(
+        issue(
+            settings.auth_secret,
+            args.sub,
+            docs,
+            read_only=args.read_only,
+            ttl=args.ttl,
+            name=args.name,
+        )
+    )
     return 0
 
 

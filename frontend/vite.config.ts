@@ -21,7 +21,8 @@ const editorRoute = (): Plugin => ({
 })
 
 export default defineConfig({
-  base: '/',
+  // Relative: the server's <base href> (its mount prefix) locates the assets.
+  base: './',
   plugins: [editorRoute()],
   build: {
     outDir: '../collab/static',

@@ -296,6 +296,41 @@ class CollabServer:
         raise RuntimeError("no VmRSS")
 
 
+class HostServer(CollabServer):
+    """A host application embedding collab (``tests/hostapp.py``, FastAPI with collab
+    mounted under /collab), served by a real uvicorn on a free loopback port."""
+
+    PREFIX = "/collab"
+
+    def __init__(
+        self, database_url: str, env: dict[str, str] | None = None, app: str = "app"
+    ) -> None:
+        super().__init__(database_url, env)
+        self.app = app
+        self.collab_url = self.url + self.PREFIX
+        self.ws_base = f"ws://127.0.0.1:{self.port}{self.PREFIX}/ws"
+
+    def launch(self) -> HostServer:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "uvicorn",
+                    f"tests.hostapp:{self.app}",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        return self
+
+
 def migrate(database_url: str) -> None:
     subprocess.run(
         [str(BIN / "collab"), "migrate"],

@@ -299,20 +299,32 @@ def test_tokens_in_the_editor(secured_server: Any, new_context: ContextFactory) 
 
     base_url = secured_server.base_url
     doc_id = new_doc_id()
-    member = token()
-    writer = open_editor(new_context(), base_url, f"{doc_id}?token={member}", "Wren")
+    # The token names the user: the editor shows that name and asks for none.
+    member = token(sub="wren", name="Wren Ashby")
+    writer = new_context().new_page()
+    writer.goto(f"{base_url}/d/{doc_id}?token={member}")
+    expect(status(writer)).to_have_attribute("data-state", "connected")
+    expect(writer.get_by_role("dialog")).to_be_hidden()
+    expect(writer.locator("#presence .avatar--self")).to_have_attribute("data-name", "Wren Ashby")
     type_at_end(writer, "Only for members.")
     expect_server_text(writer, doc_id, "Only for members.", token=member)
 
-    # A read-only link: the text arrives, typing is off and the page says so.
+    # A read-only link: the text arrives, typing is off and the page says so; the
+    # writer sees the reader under the token's name (its sub: the token has no name).
     reader = new_context().new_page()
-    reader.goto(f"{base_url}/d/{doc_id}?token={token(mode='ro')}")
-    dialog = reader.get_by_role("dialog")
-    dialog.get_by_label("Your name").fill("Reed")
-    dialog.get_by_role("button", name="Start editing").click()
+    reader.goto(f"{base_url}/d/{doc_id}?token={token(sub='reed', mode='ro')}")
     expect(editor(reader)).to_contain_text("Only for members.")
+    expect(reader.get_by_role("dialog")).to_be_hidden()
     expect(reader.locator("#readonly-badge")).to_be_visible()
     expect(editor(reader)).not_to_be_editable()
+    expect(writer.locator("#presence [data-name='reed']")).to_have_count(1)
+
+    # Versions record who saved them.
+    toggle = writer.get_by_role("button", name="History", exact=True)
+    toggle.click()
+    writer.locator("#history").get_by_label("Version name").fill("signed")
+    writer.locator("#history").get_by_role("button", name="Save version").click()
+    expect(writer.locator("#history .history__item--manual")).to_contain_text("by wren")
 
     # No token at all: a clear refusal instead of a spinner, and no text.
     stranger = new_context().new_page()

@@ -1,3 +1,4 @@
+import { url } from './base'
 import type { AccessToken } from './token'
 
 export interface DocumentInfo {
@@ -26,6 +27,15 @@ export interface RestoreResult {
   restored: string
   /** The version the server saved from the content the restore replaced. */
   backup: VersionInfo
+}
+
+export interface Session {
+  user: string
+  name: string
+  mode: 'rw' | 'ro'
+  /** No sign-in at all: an open server, where people name themselves. */
+  anonymous: boolean
+  expires_at: number | null
 }
 
 export interface DocumentPage {
@@ -58,7 +68,7 @@ export class Api {
   /** One page of the list; `nextOffset` is null on the last page. */
   async listDocuments(offset = 0, limit = PAGE_SIZE): Promise<DocumentPage> {
     const query = new URLSearchParams({ limit: String(limit), offset: String(offset) })
-    const body = (await this.json('GET', `/api/documents?${query}`)) as {
+    const body = (await this.json('GET', url(`/api/documents?${query}`))) as {
       documents?: DocumentInfo[]
       next_offset?: number | null
     }
@@ -66,7 +76,7 @@ export class Api {
   }
 
   async createDocument(id?: string): Promise<DocumentInfo> {
-    return (await this.json('POST', '/api/documents', id ? { id } : {})) as DocumentInfo
+    return (await this.json('POST', url('/api/documents'), id ? { id } : {})) as DocumentInfo
   }
 
   async getDocument(id: string): Promise<DocumentInfo> {
@@ -100,6 +110,11 @@ export class Api {
     return (await this.json('POST', path)) as RestoreResult
   }
 
+  /** Who this user is to the server: the grant of the token or of the host's sign-in. */
+  async session(docId: string): Promise<Session> {
+    return (await this.json('GET', url(`/api/session?${new URLSearchParams({ doc: docId })}`))) as Session
+  }
+
   private async json(method: string, path: string, body?: unknown): Promise<unknown> {
     const response = await this.request(method, path, body)
     return response.status === 204 ? {} : response.json()
@@ -125,7 +140,7 @@ export class Api {
   }
 }
 
-const documentPath = (id: string): string => `/api/documents/${encodeURIComponent(id)}`
+const documentPath = (id: string): string => url(`/api/documents/${encodeURIComponent(id)}`)
 const versionsPath = (id: string): string => `${documentPath(id)}/versions`
 
 // Errors are JSON `{"error", "detail"}`; anything else (a proxy's HTML page) gets a

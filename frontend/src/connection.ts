@@ -1,3 +1,4 @@
+import { url } from './base'
 import type { WebsocketProvider } from 'y-websocket'
 import { ApiError, type Api } from './api'
 import type { Banner } from './banner'
@@ -179,7 +180,7 @@ export class ConnectionMonitor {
     this.provider.disconnect()
     this.transientWarning = false
     this.options.banner.show('error', explanation.title, explanation.detail, [
-      { label: 'Back to documents', run: () => location.assign('/'), primary: true },
+      { label: 'Back to documents', run: () => location.assign(url('/')), primary: true },
     ])
     this.render('closed')
     this.options.onTerminal(explanation)

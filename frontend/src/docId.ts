@@ -1,3 +1,4 @@
+import { url } from './base'
 import { DOC_ID } from './generated/contract'
 
 /** The server's rule (collab/docid.py): 1–128 characters from `A–Z a–z 0–9 . _ ~ -`,
@@ -15,4 +16,4 @@ export const docIdFromLocation = (): string => {
   }
 }
 
-export const editorPath = (id: string): string => `/d/${encodeURIComponent(id)}`
+export const editorPath = (id: string): string => url(`/d/${encodeURIComponent(id)}`)

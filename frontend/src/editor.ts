@@ -12,7 +12,8 @@ import { IndexeddbPersistence } from 'y-indexeddb'
 import { WebsocketProvider, messageAuth } from 'y-websocket'
 import * as Y from 'yjs'
 
-import { Api } from './api'
+import { Api, type Session } from './api'
+import { socketUrl, url } from './base'
 import { Banner } from './banner'
 import { ConnectionMonitor } from './connection'
 import { docIdFromLocation, isValidDocId } from './docId'
@@ -55,7 +56,7 @@ const nameDialog = byId<HTMLDialogElement>('name-dialog')
 
 byId('doc-name').textContent = docId
 byId('doc-name').title = docId
-byId<HTMLAnchorElement>('back-link').href = linkWithToken('/', token)
+byId<HTMLAnchorElement>('back-link').href = linkWithToken(url('/'), token)
 document.title = `${docId} · collab`
 
 // The address to share is the page's own, minus this user's token: whoever opens
@@ -87,7 +88,7 @@ const main = async (): Promise<void> => {
       'error',
       'This is not a valid document name',
       'Names are 1–128 letters, digits, “.”, “_”, “~” or “-”, and cannot start with “.”.',
-      [{ label: 'Back to documents', run: () => location.assign(linkWithToken('/', token)), primary: true }],
+      [{ label: 'Back to documents', run: () => location.assign(linkWithToken(url('/'), token)), primary: true }],
     )
     return
   }
@@ -99,8 +100,7 @@ const main = async (): Promise<void> => {
   // Offline edits survive a reload and merge when the socket comes back.
   const local = new IndexeddbPersistence(`collab:${docId}`, ydoc)
 
-  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
-  const provider = new WebsocketProvider(wsUrl, docId, ydoc, {
+  const provider = new WebsocketProvider(socketUrl(), docId, ydoc, {
     params: token ? { token: token.raw } : {},
     connect: navigator.onLine,
   })
@@ -175,10 +175,13 @@ const main = async (): Promise<void> => {
     },
   })
 
+  // Signed in (a token or the host's sign-in names the user): that name, not one
+  // typed into the dialog; the colour stays this browser's choice.
+  let signedIn: Session | null = null
   const editIdentity = async (required: boolean): Promise<void> => {
     const chosen = await askIdentity(nameDialog, identity, required)
     if (!chosen) return
-    identity = chosen
+    identity = signedIn ? { ...chosen, name: signedIn.name } : chosen
     saveIdentity(identity)
     editor.commands.updateUser(identity)
   }
@@ -201,7 +204,15 @@ const main = async (): Promise<void> => {
   fragment.observeDeep(retitle)
   void local.whenSynced.then(retitle)
 
-  if (!stored) await editIdentity(true)
+  const session = await api.session(docId).catch(() => null)
+  if (session && !session.anonymous) {
+    signedIn = session
+    identity = { ...identity, name: session.name }
+    editor.commands.updateUser(identity)
+    if (session.mode === 'ro') setReadOnly('Your access lets you view this document, not change it.')
+  } else if (!stored) {
+    await editIdentity(true)
+  }
   editor.commands.focus('end')
 }
 
