@@ -118,24 +118,26 @@ def caret_label(page: Page, name: str) -> Locator:
     return page.locator(f'#editor .collaboration-carets__label[data-name="{name}"]')
 
 
-def expect_server_text(page: Page, doc_id: str, *texts: str, token: str = "") -> None:
+def expect_server_text(
+    page: Page, doc_id: str, *texts: str, token: str = "", prefix: str = ""
+) -> None:
     """Waits until the server's plain-text view of the document holds every text."""
     # One fetch in flight at a time; the predicate itself stays synchronous because
     # wait_for_function does not await a returned promise.
     page.wait_for_function(
-        """([id, texts, token]) => {
+        """([id, texts, token, prefix]) => {
             const probe = (window.__serverText ??= { body: "", pending: false })
             if (!probe.pending) {
                 probe.pending = true
                 const headers = token ? { Authorization: `Bearer ${token}` } : {}
-                fetch(`/api/documents/${encodeURIComponent(id)}/text`, { headers })
+                fetch(`${prefix}/api/documents/${encodeURIComponent(id)}/text`, { headers })
                     .then((response) => (response.ok ? response.text() : ""))
                     .catch(() => "")
                     .then((body) => { probe.body = body; probe.pending = false })
             }
             return texts.every((text) => probe.body.includes(text))
         }""",
-        arg=[doc_id, list(texts), token],
+        arg=[doc_id, list(texts), token, prefix],
         polling=250,
         timeout=TIMEOUT_MS,
     )
@@ -331,6 +333,48 @@ def test_tokens_in_the_editor(secured_server: Any, new_context: ContextFactory) 
     stranger.goto(f"{base_url}/d/{doc_id}")
     expect(stranger.locator("#banner")).to_contain_text("access")
     expect(editor(stranger)).not_to_contain_text("Only for members.")
+
+
+@pytest.fixture(scope="module")
+def host_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from .support import HostServer, migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('host') / 'collab.db'}"
+    migrate(url)
+    server = HostServer(url).start()
+    yield server
+    server.stop()
+
+
+def test_editor_mounted_under_a_prefix(host_server: Any, new_context: ContextFactory) -> None:
+    """collab mounted at /collab in a FastAPI host with its own sign-in (a cookie):
+    the editor's assets, API calls and socket all go under the prefix, and the name
+    comes from the host's grant."""
+    from .support import HostServer
+
+    doc_id = new_doc_id()
+    context = new_context()
+    context.add_cookies([{"name": "session", "value": "carol:rw", "url": host_server.url}])
+    page = context.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on(
+        "response",
+        lambda response: failed.append(response.url) if response.status >= 400 else None,
+    )
+    page.goto(f"{host_server.collab_url}/d/{doc_id}")
+    expect(status(page)).to_have_attribute("data-state", "connected")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("#presence .avatar--self")).to_have_attribute(
+        "data-name", "Carol Danvers"
+    )
+    type_at_end(page, "Typed under a prefix.")
+    expect_server_text(page, doc_id, "Typed under a prefix.", prefix=HostServer.PREFIX)
+    # "All documents" leads to the list under the prefix, which lists this one.
+    page.locator("#back-link").click()
+    expect(page).to_have_url(f"{host_server.collab_url}/")
+    expect(page.get_by_text(doc_id)).to_be_visible()
+    assert failed == []
 
 
 def test_history_panel_saves_previews_and_restores(
