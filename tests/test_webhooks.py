@@ -475,3 +475,20 @@ def test_delivery_latency_after_the_debounce(
     )
     assert lags[0] > -0.05
     assert p99 < 1.0
+
+
+def test_an_attempt_cut_short_by_a_shutdown_is_retried_at_once_after_the_restart(
+    start_server: ServerFactory, sqlite_url: str, receiver: Receiver, doc_id: str
+) -> None:
+    receiver.mode = "hang"
+    settings = webhook_settings(receiver.url, webhook_timeout="60")
+    server = start_server(sqlite_url, **settings)
+    assert httpx.post(server.url + "/api/documents", json={"id": doc_id}).status_code == 201
+    wait_until(lambda: len(receiver.deliveries) == 1, what="the attempt")
+    assert server.stop() == 0
+    receiver.mode = "ok"
+    restarted = time.time()
+    start_server(sqlite_url, **settings)
+    # Held for its lease (60 s + 30 s) had the shutdown not given it back.
+    wait_until(lambda: len(receiver.delivered("document.created")) == 1, what="the retry")
+    assert receiver.delivered("document.created")[0].received - restarted < 10
