@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pycrdt import Doc, XmlFragment
 
+from .conftest import SCALEOUT_SETTINGS, Cluster
 from .jsclient import JsClient
 from .support import HostServer, eventually, wait_until
 from .yclient import YClient
@@ -244,3 +245,30 @@ async def test_a_mount_without_its_lifespan_refuses_everything(
             assert (await http.get(f"/api/documents/{doc_id}")).status_code == 404
     finally:
         proper.stop()
+
+
+async def test_server_side_edit_on_another_process(cluster: Cluster, doc_id: str) -> None:
+    """With Redis, a host process edits a document whose peers are on another
+    process: they see it live, and it is stored once."""
+    node = cluster.start()
+    settings = {**SCALEOUT_SETTINGS, "redis_url": cluster.redis.url}
+    host = HostServer(
+        cluster.database_url, {f"COLLAB_{k.upper()}": v for k, v in settings.items()}
+    ).start()
+    try:
+        async with YClient(node.ws_url(doc_id)) as peer:
+            async with httpx.AsyncClient(base_url=host.url) as http:
+                added = await http.post(f"/host/notes/{doc_id}", content="from the host")
+                assert added.status_code == 200, added.text
+            await eventually(
+                lambda: (
+                    paragraphs(peer.doc.get_update()) == ["<paragraph>from the host</paragraph>"]
+                ),
+                what="the host's edit on the other process",
+            )
+    finally:
+        host.stop()
+    node.stop()
+    again = cluster.start()
+    async with YClient(again.ws_url(doc_id)) as reader:
+        assert paragraphs(reader.doc.get_update()) == ["<paragraph>from the host</paragraph>"]
