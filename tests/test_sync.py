@@ -10,6 +10,8 @@ import pytest
 from pycrdt import Doc, Provider, Text
 from websockets.asyncio.client import connect
 
+from collab.settings import Settings
+
 from .conftest import WS_PROTOCOLS, ServerFactory
 from .jsclient import JsClient
 from .support import CollabServer, eventually
@@ -175,13 +177,18 @@ async def test_lone_idle_client_hears_keepalives(start_server: ServerFactory, do
 
 
 async def test_idle_stock_client_stays_on_one_connection(
-    shared_server: CollabServer, doc_id: str
+    start_server: ServerFactory, doc_id: str
 ) -> None:
     # y-websocket closes a socket that has been silent for 30 s; with the default
-    # keep-alive interval a lone idle client must never get there.
-    async with JsClient(shared_server.ws_base, doc_id) as js:
+    # keep-alive interval a lone idle client must never get there. Both sides run
+    # SPEED times faster: the server's interval divided, the client's clock multiplied,
+    # so 40 s of the client's time pass in 40/SPEED s.
+    speed = 10
+    default = Settings.model_fields["keepalive_interval"].default
+    server = start_server(keepalive_interval=str(default / speed))
+    async with JsClient(server.ws_base, doc_id, clock_speed=speed) as js:
         await js.wait_synced()
-        await asyncio.sleep(40)
+        await asyncio.sleep(40 / speed)
         state = await js.refresh()
         assert state["status"] == "connected"
         assert state["connections"] == 1
