@@ -36,6 +36,8 @@ class Grant:
     mode: Mode = Mode.READ_WRITE
     exp: float | None = None
     name: str | None = None  # what the editor shows; ``sub`` when None
+    # A guest (a share link's token): the editor asks for a name to show.
+    anonymous: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.sub, str) or not self.sub:
@@ -108,7 +110,17 @@ def _grant(claims: dict[str, object]) -> Grant:
     name = claims.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise AuthError(f"invalid token: name must be a string of at most {MAX_NAME} characters")
-    return Grant(sub=sub, docs=tuple(docs), mode=Mode(mode), exp=float(exp), name=name or None)
+    anonymous = claims.get("anonymous", False)
+    if not isinstance(anonymous, bool):
+        raise AuthError("invalid token: anonymous must be true or false")
+    return Grant(
+        sub=sub,
+        docs=tuple(docs),
+        mode=Mode(mode),
+        exp=float(exp),
+        name=name or None,
+        anonymous=anonymous,
+    )
 
 
 def issue(
@@ -125,6 +137,7 @@ def issue(
         "sub": sub,
         "docs": list(docs),
         "mode": Mode.READ_ONLY.value if read_only else Mode.READ_WRITE.value,
+        "iat": int(time.time()),
         "exp": int(time.time() + ttl),
     }
     if name:

@@ -162,6 +162,18 @@ class Settings(BaseSettings):
     auth_public_key: str = _text(
         "", "PEM public key (or a path to one) accepting RS256/ES256 tokens too", secret=True
     )
+    share_max_ttl: float = _seconds(
+        604800.0,
+        "longest a share link made in the editor lasts, in seconds (never past the sharer's "
+        "own token)",
+        min=1,
+    )
+    token_max_lifetime: float = _seconds(
+        604800.0,
+        "seconds after a token chain's first token past which POST /api/token/renew refuses "
+        "(0: no renewal)",
+        min=0,
+    )
     allowed_origins: str = _text(
         "",
         "comma-separated Origins (scheme://host[:port]) allowed to open WebSockets and call "

@@ -153,6 +153,10 @@ async def test_every_answer_matches_the_spec(server: CollabServer) -> None:
             await call("GET", version + "/update", 200, path=f"{path}/{vid}/update")
             await call("GET", version + "/update", 404, path=f"{path}/nope/update")
             await call("POST", version + "/restore", 200, path=f"{path}/{vid}/restore")
+            # This server has no secret: it signs no tokens (test_share checks the 2xx).
+            share = one + "/share"
+            await call("POST", share, 409, path="/api/documents/spec/share", json={"mode": "ro"})
+            await call("POST", "/api/token/renew", 409)
         await call("DELETE", one, 204, path="/api/documents/spec")
         await call("DELETE", one, 404, path="/api/documents/spec")
     described = {

@@ -142,6 +142,11 @@ def _token(conn: HTTPConnection) -> str | None:
     return _token_and_credential(conn)[0]
 
 
+def token_of(conn: HTTPConnection) -> str | None:
+    """The token the request carries, wherever it carries it."""
+    return _token(conn)
+
+
 def _token_and_credential(conn: HTTPConnection) -> tuple[str | None, Credential | None]:
     token = conn.query_params.get("token")
     if token:

@@ -189,7 +189,7 @@ async def session(request: Request) -> Response:
             "user": grant.sub,
             "name": grant.display_name,
             "mode": grant.mode.value,
-            "anonymous": grant is OPEN,
+            "anonymous": grant is OPEN or grant.anonymous,
             "expires_at": grant.exp,
         }
     )

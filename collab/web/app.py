@@ -28,8 +28,9 @@ from ..hooks import Hooks
 from ..logs import Repeats
 from ..settings import Settings
 from ..stats import Stats
+from ..tokens import TokenMinter
 from ..webhooks import Webhooks
-from . import api
+from . import api, sharing
 from .access import Access
 from .csrf import CsrfGuard
 from .errors import ApiError, api_error, error_body, http_error
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app = CollabApp(
         routes=[
             *api.routes(),
+            *sharing.routes(),
             Route("/metrics", metrics_endpoint),
             Route("/openapi.json", openapi),
             *_pages(),
@@ -174,6 +176,15 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.documents = documents
     app.state.metrics = metrics
     app.state.access = access
+    app.state.minter = (
+        TokenMinter(
+            settings.auth_secret,
+            share_max_ttl=settings.share_max_ttl,
+            max_lifetime=settings.token_max_lifetime,
+        )
+        if settings.auth_secret
+        else None
+    )
     return app
 
 

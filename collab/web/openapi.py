@@ -155,6 +155,21 @@ SPEC: dict[str, Any] = {
                     "applied": {"type": "integer", "description": "bytes of the change"},
                 },
             },
+            "Share": {
+                "type": "object",
+                "required": ["token", "url", "mode", "expires_at"],
+                "properties": {
+                    "token": {"type": "string", "description": "for this document alone"},
+                    "url": {"type": "string", "description": "the editor on it, with the token"},
+                    "mode": {"type": "string", "enum": ["rw", "ro"]},
+                    "expires_at": {"type": "number"},
+                },
+            },
+            "Renewed": {
+                "type": "object",
+                "required": ["token", "expires_at"],
+                "properties": {"token": {"type": "string"}, "expires_at": {"type": "number"}},
+            },
             "Applied": {
                 "type": "object",
                 "required": ["applied"],
@@ -350,6 +365,38 @@ SPEC: dict[str, Any] = {
                     **_errors(*_AUTH, 404),
                 },
             },
+        },
+        "/api/documents/{doc_id}/share": {
+            "parameters": [_DOC_ID],
+            "post": {
+                "summary": "a link for someone else: a token for this document alone, at most "
+                "the caller's access (which must be rw), never past its expiry; 409 when the "
+                "server has no HS256 secret",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "mode": {"type": "string", "enum": ["rw", "ro"]},
+                                    "ttl": {"type": "number", "minimum": 1},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": _json("Share", "created"),
+                    **_errors(400, *_AUTH, 404, 409, 413, 415),
+                },
+            },
+        },
+        "/api/token/renew": {
+            "post": {
+                "summary": "the caller's token with the same claims and a fresh expiry, until "
+                "COLLAB_TOKEN_MAX_LIFETIME after the first; 409 when the server has no secret",
+                "responses": {"200": _json("Renewed"), **_errors(400, *_AUTH, 409, 415)},
+            }
         },
         "/api/documents/{doc_id}/versions/{vid}/restore": {
             "parameters": [_DOC_ID, _VID],
