@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { SERVERS, BENCH_DIR, ROOT, startServer, canPin, nproc, CPU_PIN } from './lib/servers.mjs'
 import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from './lib/scenarios.mjs'
-import { renderTable, renderStorage, storageSummary, renderCluster, renderTrace, traceLine, traceSummary, headline, LEGEND } from './lib/report.mjs'
+import { renderTable, renderStorage, storageSummary, renderHooks, hooksSummary, renderCluster, renderTrace, traceLine, traceSummary, headline, LEGEND } from './lib/report.mjs'
 import { cluster, clusterSummary } from './lib/cluster.mjs'
 import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './lib/infra.mjs'
 import { traceScenario } from './lib/trace.mjs'
@@ -27,6 +27,8 @@ const HELP = `usage: bash bench/run [options]
   --servers LIST      comma list of: ${Object.keys(SERVERS).join(", ")} (default: all installed)
   --scenarios LIST    comma list of: ${ALL_SCENARIOS.join(', ')} (default: all)
   --clients LIST      fan-out sizes (default 50,200,500; 1000 works too)
+  --hooks-clients LIST  fan-out sizes also run as collab-hooks (a no-op on_change
+                      hook installed), right after collab's run (default 500)
   --nopersist-clients LIST  fan-out sizes also run as collab-nopersist (persistence
                       idle), right after collab's run of that size (default 50,200)
   --writers N         writers per document (default 10)
@@ -82,6 +84,7 @@ const { values: a } = parseArgs({
     scenarios: { type: 'string' },
     clients: { type: 'string' },
     'nopersist-clients': { type: 'string' },
+    'hooks-clients': { type: 'string' },
     'write-rate': { type: 'string' },
     'write-window': { type: 'string' },
     'store-bytes': { type: 'string' },
@@ -143,6 +146,7 @@ const o = {
   coldBytes: Number(a['cold-bytes'] || (q ? 100000 : 1000000)),
   coldOpens: 4,
   nopersistClients: a['nopersist-clients'] ? nums(a['nopersist-clients']) : (q ? [20, 50] : [50, 200]),
+  hooksClients: a['hooks-clients'] ? nums(a['hooks-clients']) : (q ? [50] : [500]),
   writeRate: Number(a['write-rate'] || 100),
   writeWindow: Number(a['write-window'] || (q ? 3 : 10)),
   storeBytes: Number(a['store-bytes'] || (q ? 500000 : 1700000)),
@@ -418,7 +422,7 @@ for (const scenario of scenarios) {
       const variants = servers.filter(v => v.variantOf === entry.name)
       for (const n of o.clients) {
         await runOne(entry, `fanout-${n}`, (srv) => fanout(srv, { ...o, clients: n }))
-        if (o.nopersistClients.includes(n)) for (const v of variants) await runOne(v, `fanout-${n}`, (srv) => fanout(srv, { ...o, clients: n }))
+        for (const v of variants) if (o[v.variantSizes].includes(n)) await runOne(v, `fanout-${n}`, (srv) => fanout(srv, { ...o, clients: n }))
       }
     } else if (scenario === 'manydocs') {
       await runOne(entry, 'manydocs', (srv) => manydocs(srv, o))
@@ -445,9 +449,11 @@ const table = renderTable(results, servers.map(s => s.name))
 const storage = renderStorage(results)
 const clusterMd = renderCluster(results)
 const traceMd = renderTrace(results)
+const hooksMd = renderHooks(results)
 console.log('')
 console.log(table)
 if (storage) console.log('\n' + storage)
+if (hooksMd) console.log('\n' + hooksMd)
 if (clusterMd) console.log('\n' + clusterMd)
 if (traceMd) console.log('\n' + traceMd)
 const failed = results.filter(r => r.error || r.converged === false)
@@ -458,7 +464,7 @@ if (failed.length) {
 if (!a['no-save']) {
   const outDir = path.resolve(a.out || path.join(BENCH_DIR, 'results'))
   fs.mkdirSync(outDir, { recursive: true })
-  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), cluster: clusterSummary(results), trace: traceSummary(results), results }, null, 2) + '\n'
+  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), hooks: hooksSummary(results), cluster: clusterSummary(results), trace: traceSummary(results), results }, null, 2) + '\n'
   const md = `# collab benchmark, ${machine.date}\n\n` +
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
@@ -466,7 +472,7 @@ if (!a['no-save']) {
     `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
     (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
-    table + '\n\n' + (storage ? storage + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND
+    table + '\n\n' + (storage ? storage + '\n\n' : '') + (hooksMd ? hooksMd + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND
   for (const name of [stamp, 'latest']) {
     fs.writeFileSync(path.join(outDir, `${name}.json`), json)
     fs.writeFileSync(path.join(outDir, `${name}.md`), md)

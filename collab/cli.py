@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__, logs
 from . import settings as settings_module
 from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .hooks import Hooks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(settings)
     if command == "token":
         return _token(settings, args)
-    return _serve(settings)
+    return _serve(settings, args.hooks)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to bind (COLLAB_HOST, default 127.0.0.1)")
     serve.add_argument("--port", help="port to bind (COLLAB_PORT, default 8000)")
+    serve.add_argument(
+        "--hooks",
+        metavar="MODULE:NAME",
+        help="install the collab.Hooks object NAME of MODULE (found from the current "
+        "directory or PYTHONPATH), e.g. myapp.hooks:hooks",
+    )
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
     token = commands.add_parser(
         "token", help="print an access token signed with COLLAB_AUTH_SECRET"
@@ -102,7 +113,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, hooks_name: str | None = None) -> int:
     import uvicorn
 
     from .migrate import DatabaseUnavailable, MigrationsMissing, SchemaOutOfDate, check_schema
@@ -112,6 +123,11 @@ def _serve(settings: Settings) -> int:
     from .web.httpprotocol import header_deadline_protocol
     from .web.server import serve
 
+    try:
+        hooks = _load_hooks(hooks_name) if hooks_name else None
+    except _HooksError as exc:
+        print(f"collab: error: --hooks: {exc}", file=sys.stderr)
+        return 2
     batching = settings.ws_protocol == "batching"
     try:
         dependencies.check(dependencies.BATCHING if batching else dependencies.STOCK)
@@ -141,7 +157,7 @@ def _serve(settings: Settings) -> int:
         "batching (collab's)" if batching else "stock (uvicorn's websockets-sansio)",
     )
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, hooks=hooks),
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -156,3 +172,29 @@ def _serve(settings: Settings) -> int:
         access_log=False,
     )
     return serve(config)
+
+
+class _HooksError(Exception):
+    pass
+
+
+def _load_hooks(name: str) -> Hooks:
+    """The ``collab.Hooks`` object named ``module:attribute``."""
+    import importlib
+
+    from .hooks import Hooks
+
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise _HooksError(f"{name!r} is not MODULE:NAME (e.g. myapp.collab:hooks)")
+    # As uvicorn finds an app: from the current directory, then the path.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise _HooksError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    hooks = getattr(module, attribute, None)
+    if not isinstance(hooks, Hooks):
+        raise _HooksError(f"{name} is {type(hooks).__name__}, not a collab.Hooks")
+    return hooks

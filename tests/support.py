@@ -236,6 +236,7 @@ class CollabServer:
         }
         self.log_path = Path(tempfile.mkstemp(prefix="collab-server-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []  # more `collab serve` arguments
 
     def ws_url(self, doc_id: str) -> str:
         return f"{self.ws_base}/{doc_id}"
@@ -247,7 +248,15 @@ class CollabServer:
         """Start the process without waiting for it to serve (to start several at once)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "collab"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [
+                    str(BIN / "collab"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,15 @@ from pycrdt import Doc, XmlFragment
 
 from .conftest import SCALEOUT_SETTINGS, Cluster
 from .jsclient import JsClient
-from .support import HostServer, eventually, wait_until
+from .support import (
+    BIN,
+    ROOT,
+    CollabServer,
+    HostServer,
+    eventually,
+    free_port,
+    wait_until,
+)
 from .yclient import YClient
 
 CAROL = {"Cookie": "session=carol:rw"}  # the host's sign-in
@@ -272,3 +282,41 @@ async def test_server_side_edit_on_another_process(cluster: Cluster, doc_id: str
     again = cluster.start()
     async with YClient(again.ws_url(doc_id)) as reader:
         assert paragraphs(reader.doc.get_update()) == ["<paragraph>from the host</paragraph>"]
+
+
+async def test_collab_serve_installs_hooks_from_a_module(
+    sqlite_url: str, doc_id: str, events_path: Path
+) -> None:
+    server = CollabServer(sqlite_url, {"HOST_EVENTS": str(events_path)})
+    server.args = ["--hooks", "tests.hostapp:hooks"]
+    server.start()
+    try:
+        async with JsClient(server.ws_base, doc_id, "carol:rw") as carol:
+            await carol.wait_synced()
+        await eventually(lambda: bool(events(events_path, "on_connect")), what="on_connect")
+        assert events(events_path, "on_connect")[0]["user"] == "carol"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ("tests.hostapp", "is not MODULE:NAME"),
+        ("no_such_module:hooks", "cannot import 'no_such_module'"),
+        ("tests.hostapp:app", "is FastAPI, not a collab.Hooks"),
+        ("tests.hostapp:nothing", "is NoneType, not a collab.Hooks"),
+    ],
+)
+def test_collab_serve_refuses_bad_hooks(sqlite_url: str, spec: str, complaint: str) -> None:
+    served = subprocess.run(
+        [str(BIN / "collab"), "serve", "--port", str(free_port()), "--hooks", spec],
+        env={**os.environ, "COLLAB_DATABASE_URL": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert served.returncode == 2
+    assert complaint in served.stderr
+    assert "Traceback" not in served.stderr

@@ -72,6 +72,33 @@ export const storageSummary = (results) => {
   return { persistence_on_off: persistence, open_from_snapshot_and_log: open, rows_written: writes }
 }
 
+// What an embedding host's on_change hook costs: collab vs collab-hooks, fan-out of
+// the same size, run one after the other.
+export const hooksSummary = (results) => results
+  .filter(r => r.server === 'collab-hooks' && family(r.scenario) === 'fanout')
+  .map(hooked => {
+    const none = results.find(r => r.server === 'collab' && r.scenario === hooked.scenario)
+    return none && {
+      scenario: hooked.scenario,
+      cpu_us_per_delivery_none: none.server_cpu_us_per_delivery,
+      cpu_us_per_delivery_hook: hooked.server_cpu_us_per_delivery,
+      cpu_hook_none: ratio(hooked.server_cpu_us_per_delivery, none.server_cpu_us_per_delivery),
+      p99_ms_none: none.p99_ms,
+      p99_ms_hook: hooked.p99_ms,
+      error: hooked.error ?? none.error ?? null
+    }
+  })
+  .filter(Boolean)
+
+export const renderHooks = (results) => {
+  const rows = hooksSummary(results)
+  if (!rows.length) return ''
+  const head = ['scenario', 'CPU µs/upd, no hook', 'CPU µs/upd, on_change', 'hook/none', 'p99 ms, no hook', 'p99 ms, on_change']
+  return ['### Hooks on the hot path: collab vs collab-hooks (a no-op on_change), fan-out\n',
+    ...[head, head.map(() => '---'), ...rows.map(h => [h.scenario, h.cpu_us_per_delivery_none, h.cpu_us_per_delivery_hook, h.cpu_hook_none, h.p99_ms_none, h.p99_ms_hook])]
+      .map(r => `| ${r.map(fmt).join(' | ')} |`)].join('\n')
+}
+
 export const renderStorage = (results) => {
   const s = storageSummary(results)
   const out = []

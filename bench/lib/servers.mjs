@@ -153,9 +153,27 @@ SERVERS['collab-nopersist'] = {
   name: 'collab-nopersist',
   description: 'collab serve with persistence off during the window (flush and snapshot every 3600 s)',
   variantOf: 'collab',
+  variantSizes: 'nopersistClients',
   scenarios: ['fanout'],
   env (ctx) { return { ...SERVERS.collab.env(ctx), ...NOPERSIST_ENV } },
   version () { return `as collab, with ${Object.entries(NOPERSIST_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}` }
+}
+
+// collab with an embedding host's on_change hook installed (a no-op), run right after
+// collab's own fan-out run of the same size: what hooks cost on the hot path.
+SERVERS['collab-hooks'] = {
+  ...SERVERS.collab,
+  name: 'collab-hooks',
+  description: 'collab serve --hooks with a no-op on_change hook (bench/servers/collab_hooks.py)',
+  variantOf: 'collab',
+  variantSizes: 'hooksClients',
+  scenarios: ['fanout'],
+  env (ctx) { return { ...SERVERS.collab.env(ctx), PYTHONPATH: path.join(ROOT, 'bench', 'servers') } },
+  command (ctx) {
+    const base = SERVERS.collab.command.call(this, ctx)
+    return { ...base, args: [...base.args, '--hooks', 'collab_hooks:hooks'] }
+  },
+  version () { return 'as collab, with a no-op on_change hook (collab serve --hooks collab_hooks:hooks)' }
 }
 
 SERVERS.hocuspocus = {
