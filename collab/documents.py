@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from pycrdt import Doc
 
 from . import hooks as events
@@ -37,6 +38,7 @@ from .rooms import RoomRegistry
 from .settings import Settings
 from .sqlstore import SqlStore, create_engine
 from .store import DocumentDeleted, DocumentInfo, DocumentNotFound, VersionInfo
+from .webhooks import Webhooks
 
 log = logging.getLogger("collab.documents")
 
@@ -56,6 +58,7 @@ class Documents:
         *,
         hooks: Hooks | None = None,
         observe: Observer | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks or Hooks()
@@ -63,6 +66,8 @@ class Documents:
         self.started = False
         self.engine = create_engine(settings.database_url)
         self.store = SqlStore(self.engine, webhooks=Debounce.of(settings))
+        # The deliverer of the events the store records with the changes they report.
+        self.webhooks = Webhooks.of(settings, self.store, metrics)
         self.persistence = Persistence(
             self.store,
             flush_interval=settings.flush_interval,
@@ -122,6 +127,8 @@ class Documents:
         self.registry.start()
         if self.fanout is not None:
             self.fanout.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self.started = True
 
     async def close(self) -> None:
@@ -141,6 +148,8 @@ class Documents:
             await fanout.close()
         if self._changes is not None:
             await self._changes.flush()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         loop = asyncio.get_running_loop()
         await self.runner.close(loop.time() + max(0.0, deadline - time.monotonic()))
         await self.health.stop()
@@ -282,9 +291,7 @@ class Documents:
                 room, kind=kind, label=label, created_by=created_by
             )
 
-    async def restore(
-        self, doc_id: str, version_id: str, *, created_by: str
-    ) -> VersionInfo | None:
+    async def restore(self, doc_id: str, version_id: str, *, created_by: str) -> VersionInfo | None:
         """The live content becomes the version's, for every peer, as a new change;
         the content it replaces is saved as a version first (returned; None if that
         failed, and then nothing changed)."""

@@ -29,7 +29,6 @@ from ..logs import Repeats
 from ..settings import Settings
 from ..stats import Stats
 from ..tokens import TokenMinter
-from ..webhooks import Webhooks
 from . import api, sharing
 from .access import Access
 from .csrf import CsrfGuard
@@ -100,8 +99,11 @@ class CollabApp(Starlette):
             if (await receive())["type"] == "websocket.connect":
                 await send({"type": "websocket.accept"})
                 await send(
-                    {"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR,
-                     "reason": "collab is not started"}
+                    {
+                        "type": "websocket.close",
+                        "code": CloseCode.INTERNAL_ERROR,
+                        "reason": "collab is not started",
+                    }
                 )
             return
         response = JSONResponse(error_body("not_started", NOT_STARTED), 503)
@@ -127,8 +129,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     metrics = CollectorRegistry()
     register_process(metrics)
     timings = Timings(metrics)
-    documents = Documents(settings, hooks=hooks, observe=timings.observe)
-    webhooks = Webhooks.of(settings, documents.store, metrics)
+    documents = Documents(settings, hooks=hooks, observe=timings.observe, metrics=metrics)
     metrics.register(
         RuntimeCollector(
             documents.registry, documents.persistence, documents.health, stats, documents.fanout
@@ -155,8 +156,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
                     "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may "
                     "read and change every document"
                 )
-            async with webhooks.running() if webhooks else contextlib.nullcontext():
-                yield
+            yield
 
     app = CollabApp(
         routes=[
@@ -210,7 +210,12 @@ def _page(name: str, request: Request) -> Response:
     sockets are found relative to it."""
     path = STATIC / name
     if not path.is_file():
-        raise ApiError(503, "no_frontend", "the editor is not built: run `make run` (npm build)")
+        raise ApiError(
+            503,
+            "no_frontend",
+            "the editor is not built: `make run` builds it in a checkout; a wheel from "
+            "`make dist` has it inside",
+        )
     root = html.escape(request.scope.get("root_path", "").rstrip("/"), quote=True)
     page = path.read_text(encoding="utf-8").replace(
         _HEAD,
