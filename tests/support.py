@@ -236,7 +236,7 @@ class CollabServer:
         }
         self.log_path = Path(tempfile.mkstemp(prefix="collab-server-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
-        self.args: list[str] = []  # more `collab serve` arguments
+        self.args: list[str] = []  # more arguments for the command
 
     def ws_url(self, doc_id: str) -> str:
         return f"{self.ws_base}/{doc_id}"
@@ -244,19 +244,14 @@ class CollabServer:
     def start(self) -> CollabServer:
         return self.launch().wait_started()
 
+    def command(self) -> list[str]:
+        return [str(BIN / "collab"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+
     def launch(self) -> CollabServer:
         """Start the process without waiting for it to serve (to start several at once)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    str(BIN / "collab"),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
+                [*self.command(), *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -319,25 +314,11 @@ class HostServer(CollabServer):
         self.collab_url = self.url + self.PREFIX
         self.ws_base = f"ws://127.0.0.1:{self.port}{self.PREFIX}/ws"
 
-    def launch(self) -> HostServer:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN / "python"),
-                    "-m",
-                    "uvicorn",
-                    f"tests.hostapp:{self.app}",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        return self
+    def command(self) -> list[str]:
+        return [
+            *(str(BIN / "python"), "-m", "uvicorn", f"tests.hostapp:{self.app}"),
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+        ]
 
 
 def migrate(database_url: str) -> None:
