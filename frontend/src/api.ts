@@ -38,6 +38,21 @@ export interface Session {
   expires_at: number | null
 }
 
+export interface ShareLink {
+  token: string
+  url: string
+  mode: 'rw' | 'ro'
+  expires_at: number
+}
+
+export interface RenewedToken {
+  token: string
+  expires_at: number
+}
+
+/** The formats a document downloads in (the content API's). */
+export type ExportFormat = 'markdown' | 'html'
+
 export interface DocumentPage {
   documents: DocumentInfo[]
   nextOffset: number | null
@@ -59,9 +74,14 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  private readonly token: AccessToken | null
+  private token: AccessToken | null
 
   constructor(token: AccessToken | null) {
+    this.token = token
+  }
+
+  /** From now on, calls carry this token (a renewed one). */
+  setToken(token: AccessToken): void {
     this.token = token
   }
 
@@ -113,6 +133,25 @@ export class Api {
   /** Who this user is to the server: the grant of the token or of the host's sign-in. */
   async session(docId: string): Promise<Session> {
     return (await this.json('GET', url(`/api/session?${new URLSearchParams({ doc: docId })}`))) as Session
+  }
+
+  /** A link to the document for someone else, read-only or read-write, for `ttl`
+   * seconds (the server's maximum when absent); 409 when the server signs no tokens. */
+  async share(docId: string, mode: 'rw' | 'ro', ttl?: number): Promise<ShareLink> {
+    const body = ttl === undefined ? { mode } : { mode, ttl }
+    return (await this.json('POST', `${documentPath(docId)}/share`, body)) as ShareLink
+  }
+
+  /** This page's token again, with a fresh expiry. */
+  async renewToken(): Promise<RenewedToken> {
+    return (await this.json('POST', url('/api/token/renew'))) as RenewedToken
+  }
+
+  /** The document's content in `format`, as the server renders it. */
+  async content(docId: string, format: ExportFormat): Promise<string> {
+    const path = `${documentPath(docId)}/content?${new URLSearchParams({ format })}`
+    const accept = format === 'html' ? 'text/html' : 'text/markdown'
+    return (await this.request('GET', path, undefined, accept)).text()
   }
 
   private async json(method: string, path: string, body?: unknown): Promise<unknown> {

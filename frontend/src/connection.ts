@@ -1,7 +1,7 @@
 import { url } from './base'
 import type { WebsocketProvider } from 'y-websocket'
 import { ApiError, type Api } from './api'
-import type { Banner } from './banner'
+import type { Banner, BannerAction } from './banner'
 import { WS_1006_ABNORMAL_CLOSURE, explainClose, explainHttpStatus, type CloseExplanation } from './closeCodes'
 
 export type ConnectionState = 'connecting' | 'syncing' | 'connected' | 'reconnecting' | 'offline' | 'closed'
@@ -37,6 +37,10 @@ export interface ConnectionMonitorOptions {
   banner: Banner
   /** Called once when the server refused the document for good. */
   onTerminal: (explanation: CloseExplanation) => void
+  /** The document list's address (with the page's token, so it stays authorised). */
+  home?: () => string
+  /** Ways forward besides the document list, offered with a refusal for good. */
+  recover?: (explanation: CloseExplanation) => BannerAction[]
 }
 
 /**
@@ -180,7 +184,8 @@ export class ConnectionMonitor {
     this.provider.disconnect()
     this.transientWarning = false
     this.options.banner.show('error', explanation.title, explanation.detail, [
-      { label: 'Back to documents', run: () => location.assign(url('/')), primary: true },
+      { label: 'Back to documents', run: () => location.assign(this.options.home?.() ?? url('/')), primary: true },
+      ...(this.options.recover?.(explanation) ?? []),
     ])
     this.render('closed')
     this.options.onTerminal(explanation)

@@ -1,6 +1,8 @@
 import './styles/base.css'
 import './styles/editor.css'
 import './styles/history.css'
+import './styles/share.css'
+import './styles/print.css'
 
 import { Editor } from '@tiptap/core'
 import Collaboration from '@tiptap/extension-collaboration'
@@ -17,10 +19,15 @@ import { socketUrl, url } from './base'
 import { Banner } from './banner'
 import { ConnectionMonitor } from './connection'
 import { docIdFromLocation, isValidDocId } from './docId'
+import { bindExport } from './export'
 import { HistoryPanel } from './history'
 import { askIdentity, loadIdentity, randomColor, saveIdentity, type Identity } from './identity'
 import { watchPresence } from './presence'
-import { linkWithToken, tokenFromLocation } from './token'
+import { explainClose } from './closeCodes'
+import { CloseCode } from './generated/contract'
+import { TokenRenewal } from './renew'
+import { bindShare } from './share'
+import { linkWithToken, parseToken, tokenFromLocation, type AccessToken } from './token'
 import { bindToolbar } from './toolbar'
 
 // The name of the shared type is the contract with the server, which reads the
@@ -47,7 +54,7 @@ const renderCaret = (user: Record<string, unknown>): HTMLElement => {
 const byId = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
 
 const docId = docIdFromLocation()
-const token = tokenFromLocation()
+let token = tokenFromLocation()
 const api = new Api(token)
 const banner = new Banner(byId('banner'))
 const status = byId('status')
@@ -56,28 +63,43 @@ const nameDialog = byId<HTMLDialogElement>('name-dialog')
 
 byId('doc-name').textContent = docId
 byId('doc-name').title = docId
-byId<HTMLAnchorElement>('back-link').href = linkWithToken(url('/'), token)
+// The document list keeps the page's token (a renewed one, once renewed).
+const home = (): string => linkWithToken(url('/'), token)
+byId<HTMLAnchorElement>('back-link').href = home()
 document.title = `${docId} · collab`
 
-// The address to share is the page's own, minus this user's token: whoever opens
-// it brings their own access.
-byId('share').addEventListener('click', async () => {
-  const url = `${location.origin}${location.pathname}`
-  const feedback = byId('share-feedback')
-  const label = byId('share').querySelector('.share__text')!
-  try {
-    await navigator.clipboard.writeText(url)
-    label.textContent = 'Copied!'
-    feedback.textContent = 'Link copied to the clipboard'
-    setTimeout(() => {
-      label.textContent = 'Copy link'
-      feedback.textContent = ''
-    }, 2000)
-  } catch {
-    // No clipboard access (an insecure origin, or permission refused).
-    prompt('Copy this link to share the document:', url)
-  }
+// Who may make share links is known once the session is (see main).
+let shareable = false
+bindShare({
+  api,
+  docId,
+  button: byId<HTMLButtonElement>('share'),
+  dialog: byId<HTMLDialogElement>('share-dialog'),
+  feedback: byId('share-feedback'),
+  canShare: () => shareable,
 })
+bindExport({
+  api,
+  docId,
+  banner,
+  toggle: byId<HTMLButtonElement>('export-toggle'),
+  menu: byId('export-menu'),
+  title: () => document.title.replace(/ · collab$/, ''),
+})
+
+// Access ended for good (4401): another link is the way back in.
+const askNewLink = (): void => {
+  const given = prompt('Paste a new link to this document, or its access token:')?.trim()
+  if (!given) return
+  let raw = given
+  try {
+    raw = new URL(given, location.href).searchParams.get('token') ?? given
+  } catch {
+    // Not a link: the token itself.
+  }
+  location.assign(linkWithToken(location.pathname, parseToken(raw)))
+}
+const UNAUTHORIZED = explainClose(CloseCode.UNAUTHORIZED)
 
 const main = async (): Promise<void> => {
   if (!isValidDocId(docId)) {
@@ -88,7 +110,7 @@ const main = async (): Promise<void> => {
       'error',
       'This is not a valid document name',
       'Names are 1–128 letters, digits, “.”, “_”, “~” or “-”, and cannot start with “.”.',
-      [{ label: 'Back to documents', run: () => location.assign(linkWithToken(url('/'), token)), primary: true }],
+      [{ label: 'Back to documents', run: () => location.assign(home()), primary: true }],
     )
     return
   }
@@ -165,6 +187,9 @@ const main = async (): Promise<void> => {
     api,
     status,
     banner,
+    home,
+    recover: (explanation) =>
+      explanation === UNAUTHORIZED ? [{ label: 'Use a new link…', run: askNewLink }] : [],
     onTerminal: (explanation) => {
       lock()
       // Nothing to show (refused before any content arrived): just the message.
@@ -204,7 +229,33 @@ const main = async (): Promise<void> => {
   fragment.observeDeep(retitle)
   void local.whenSynced.then(retitle)
 
+  // A token that expires is renewed before it does: the API and the socket carry the
+  // new one from then on, and so does the address (a reload keeps working).
+  const renewed = (fresh: AccessToken): void => {
+    token = fresh
+    api.setToken(fresh)
+    provider.params.token = fresh.raw
+    const address = new URL(location.href)
+    address.searchParams.set('token', fresh.raw)
+    history.replaceState(history.state, '', address)
+    byId<HTMLAnchorElement>('back-link').href = home()
+    // The open socket was authorised with the old token, and is closed when it
+    // expires: reconnect now. Yjs resyncs, so no edit is lost.
+    if (provider.wsconnected || provider.wsconnecting) {
+      provider.disconnect()
+      provider.connect()
+    }
+  }
+  if (token) new TokenRenewal(api, token, renewed)
+
   const session = await api.session(docId).catch(() => null)
+  shareable = session !== null && session.mode === 'rw' && !(session.anonymous && token === null)
+  if (shareable) {
+    const share = byId('share')
+    share.querySelector('.share__text')!.textContent = 'Share'
+    share.setAttribute('aria-label', 'Share this document')
+    share.title = 'Share a link to this document'
+  }
   if (session && !session.anonymous) {
     signedIn = session
     identity = { ...identity, name: session.name }
