@@ -15,6 +15,11 @@ export class Banner {
   }
 
   show(tone: BannerTone, title: string, detail: string, actions: BannerAction[] = []): void {
+    // The same message again (a retry that failed like the last one) is left alone:
+    // rebuilt, a role=alert would be announced again.
+    const key = JSON.stringify([tone, title, detail, actions.map((action) => action.label)])
+    if (!this.root.hidden && this.root.dataset.message === key) return
+    this.root.dataset.message = key
     const heading = document.createElement('strong')
     heading.className = 'banner__title'
     heading.textContent = title

@@ -27,6 +27,13 @@ const DELETED: CloseExplanation = {
   detail: 'It is no longer available on the server. Your copy here is read-only.',
 }
 
+const UNREADABLE: CloseExplanation = {
+  terminal: false,
+  short: 'Reconnecting…',
+  title: 'The server could not read a message from this page',
+  detail: 'Your changes are kept on this device. Reconnecting… If this keeps happening, reload the page.',
+}
+
 const EXPLANATIONS: Record<number, CloseExplanation> = {
   [CloseCode.UNAUTHORIZED]: {
     terminal: true,
@@ -41,6 +48,15 @@ const EXPLANATIONS: Record<number, CloseExplanation> = {
     detail: 'Your access link does not cover this document. Ask its owner to share it with you.',
   },
   [CloseCode.DOCUMENT_DELETED]: DELETED,
+  [CloseCode.GOING_AWAY]: {
+    terminal: false,
+    short: 'Reconnecting…',
+    title: 'The server is shutting down',
+    detail: 'Your changes are kept on this device and will be sent when it is back.',
+  },
+  [CloseCode.PROTOCOL_ERROR]: UNREADABLE,
+  [CloseCode.UNSUPPORTED_DATA]: UNREADABLE,
+  [CloseCode.INVALID_PAYLOAD]: UNREADABLE,
   [CloseCode.POLICY_VIOLATION]: {
     terminal: false,
     short: 'Reconnecting…',

@@ -28,6 +28,10 @@ const HINTS: Record<ConnectionState, string> = {
 // browser hides the status of a refused WebSocket upgrade (it reports code 1006).
 const PROBE_AFTER_FAILURES = 3
 const PROBE_EVERY_FAILURES = 10
+// A server that does not answer is said to be unreachable (check your network) only
+// after this long: a restart (1012) or a dropped connection usually heals sooner, and
+// an offline browser is told so at once by its `offline` event.
+export const UNREACHABLE_AFTER_MS = 15_000
 
 export interface ConnectionMonitorOptions {
   provider: WebsocketProvider
@@ -55,8 +59,14 @@ export class ConnectionMonitor {
   private everSynced = false
   private failedOpens = 0
   private probing = false
+  /** The last probe got no HTTP answer at all. */
+  private serverSilent = false
   private transientWarning = false
   private terminal: CloseExplanation | null = null
+  /** When the sockets started failing (null while connected). */
+  private failingSince: number | null = null
+  /** Why the last good connection ended, if the server said (1012 restart…). */
+  private lastClose: CloseExplanation | null = null
 
   constructor(options: ConnectionMonitorOptions) {
     this.options = options
@@ -67,6 +77,8 @@ export class ConnectionMonitor {
       if (status === 'connected') {
         this.opened = true
         this.failedOpens = 0
+        this.failingSince = null
+        this.lastClose = null
         this.render(provider.synced ? 'connected' : 'syncing')
       } else if (status === 'connecting') {
         this.opened = false
@@ -128,11 +140,14 @@ export class ConnectionMonitor {
       return
     }
     if (explanation) {
+      this.lastClose = explanation
       this.transientWarning = true
       this.options.banner.show('warning', explanation.title, explanation.detail)
     }
+    this.failingSince ??= Date.now()
     if (!this.opened || code === WS_1006_ABNORMAL_CLOSURE) {
       this.failedOpens += 1
+      if (this.serverSilent) this.warnUnreachable()
       const due =
         this.failedOpens === PROBE_AFTER_FAILURES ||
         (this.failedOpens > PROBE_AFTER_FAILURES && this.failedOpens % PROBE_EVERY_FAILURES === 0)
@@ -145,24 +160,42 @@ export class ConnectionMonitor {
     this.probing = true
     try {
       await this.options.api.getDocument(this.options.docId)
-      this.warnUnreachable('The document exists, but the live connection keeps failing. Retrying…')
+      this.serverSilent = false
+      this.warnFailing('The document exists, but the live connection keeps failing. Retrying…')
     } catch (error) {
       const status = error instanceof ApiError ? error.status : 0
       const explanation = explainHttpStatus(status)
+      this.serverSilent = status === 0
       if (explanation) this.stop(explanation)
-      else if (status === 0) this.warnUnreachable('Check your network connection. Your edits are kept on this device.')
-      else this.warnUnreachable(`The server answered with an error (HTTP ${status}). Retrying…`)
+      else if (status === 0) this.warnUnreachable()
+      else this.warnFailing(`The server answered with an error (HTTP ${status}). Retrying…`)
     } finally {
       this.probing = false
     }
   }
 
-  private warnUnreachable(detail: string): void {
+  /** The server does not answer HTTP either: it is restarting, or (if that lasts,
+   * or the browser is offline) out of reach. */
+  private warnUnreachable(): void {
+    if (this.provider.wsconnected || this.terminal) return
+    if (!navigator.onLine) return this.goOffline()
+    const waited = Date.now() - (this.failingSince ?? Date.now())
+    if (waited < UNREACHABLE_AFTER_MS) {
+      // Keep the server's own reason (restarting, shutting down) while it comes back.
+      const title = this.lastClose?.title ?? 'Reconnecting to the server'
+      this.warnFailing(this.lastClose?.detail ?? 'The connection dropped. Your changes are kept on this device. Retrying…', title)
+      return
+    }
+    this.warnFailing(
+      'It has not answered for a while. Check your network connection; your changes are kept on this device. Retrying…',
+      'Can’t reach the server',
+    )
+  }
+
+  private warnFailing(detail: string, title = 'Can’t connect to the document'): void {
     if (this.provider.wsconnected) return
     this.transientWarning = true
-    this.options.banner.show('warning', 'Can’t reach the server', detail, [
-      { label: 'Retry now', run: () => this.retryNow() },
-    ])
+    this.options.banner.show('warning', title, detail, [{ label: 'Retry now', run: () => this.retryNow() }])
   }
 
   private get provider(): WebsocketProvider {

@@ -8,7 +8,6 @@ import { Editor } from '@tiptap/core'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 import { Placeholder } from '@tiptap/extensions'
-import StarterKit from '@tiptap/starter-kit'
 import * as authProtocol from 'y-protocols/auth'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { WebsocketProvider, messageAuth } from 'y-websocket'
@@ -20,8 +19,10 @@ import { Banner } from './banner'
 import { ConnectionMonitor } from './connection'
 import { docIdFromLocation, isValidDocId } from './docId'
 import { bindExport } from './export'
+import { documentExtensions } from './extensions'
 import { HistoryPanel } from './history'
 import { askIdentity, loadIdentity, randomColor, saveIdentity, type Identity } from './identity'
+import { LinkShortcut } from './linkTool'
 import { watchPresence } from './presence'
 import { explainClose } from './closeCodes'
 import { CloseCode } from './generated/contract'
@@ -131,9 +132,8 @@ const main = async (): Promise<void> => {
   const editor = new Editor({
     element: byId('editor'),
     extensions: [
-      // Undo is the Yjs one (Collaboration). The trailing-node plugin is off because
-      // every peer would append its own empty paragraph at the same moment.
-      StarterKit.configure({ undoRedo: false, trailingNode: false, link: { openOnClick: false } }),
+      ...documentExtensions(),
+      LinkShortcut,
       Placeholder.configure({ placeholder: 'Start writing…' }),
       Collaboration.configure({ document: ydoc, field: FIELD }),
       CollaborationCaret.configure({ provider, user: identity, render: renderCaret }),

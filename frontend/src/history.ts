@@ -1,9 +1,9 @@
 import { Editor } from '@tiptap/core'
 import Collaboration from '@tiptap/extension-collaboration'
-import StarterKit from '@tiptap/starter-kit'
 import * as Y from 'yjs'
 
 import { ApiError, type Api, type VersionInfo } from './api'
+import { documentExtensions } from './extensions'
 import { absoluteTime, formatBytes, relativeTime } from './format'
 
 // The version history drawer: the list of saved versions, a form to save one, and a
@@ -218,9 +218,20 @@ export class HistoryPanel {
   }
 
   private render(): void {
+    // Replacing the buttons would drop keyboard focus to <body>: give it back to the
+    // same version's new button.
+    const focused = document.activeElement
+    const focusedVersion =
+      focused instanceof HTMLButtonElement && this.list.contains(focused) ? focused.dataset.version : undefined
     const items: HTMLLIElement[] = [this.liveItem()]
     for (const version of this.versions) items.push(this.versionItem(version))
     this.list.replaceChildren(...items)
+    if (focusedVersion !== undefined) {
+      const again = [...this.list.querySelectorAll<HTMLButtonElement>('button[data-version]')].find(
+        (button) => button.dataset.version === focusedVersion,
+      )
+      again?.focus()
+    }
     if (this.versions.length === 0 && this.message.hidden) {
       const empty = element('li', 'history__empty')
       empty.append(
@@ -328,7 +339,7 @@ export class HistoryPanel {
       element: this.els.preview,
       editable: false,
       extensions: [
-        StarterKit.configure({ undoRedo: false, trailingNode: false, link: { openOnClick: false } }),
+        ...documentExtensions(),
         Collaboration.configure({ document: ydoc, field: FIELD }),
       ],
       editorProps: {

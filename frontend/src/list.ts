@@ -20,6 +20,8 @@ const createButton = byId<HTMLButtonElement>('create-button')
 const createMessage = byId('create-message')
 const openForm = byId<HTMLFormElement>('open-form')
 const openInput = byId<HTMLInputElement>('open-id')
+const searchInput = byId<HTMLInputElement>('doc-search')
+const searchResult = byId('doc-search-result')
 
 const INVALID_ID = 'Use 1–128 letters, digits, “.”, “_”, “~” or “-”, not starting with “.”.'
 
@@ -99,17 +101,39 @@ let nextOffset: number | null = null
 
 const newestFirst = (a: DocumentInfo, b: DocumentInfo): number => Date.parse(b.updated_at) - Date.parse(a.updated_at)
 
+/** The loaded documents whose title or id contains every word of the filter. */
+const matching = (query: string): DocumentInfo[] => {
+  const words = query.toLocaleLowerCase().split(/\s+/).filter(Boolean)
+  if (words.length === 0) return loaded
+  return loaded.filter((doc) => {
+    const haystack = `${doc.title}\n${doc.id}`.toLocaleLowerCase()
+    return words.every((word) => haystack.includes(word))
+  })
+}
+
 const render = (): void => {
   const more = nextOffset === null ? '' : '+'
   count.textContent = loaded.length === 1 ? '1 document' : `${loaded.length}${more} documents`
   if (loaded.length === 0) {
+    searchResult.textContent = ''
     showEmpty('No documents yet. Create one to get started.')
     return
   }
-  const list = document.createElement('ul')
-  list.className = 'doc-rows'
-  list.append(...[...loaded].sort(newestFirst).map(renderRow))
-  const children: HTMLElement[] = [list]
+  const query = searchInput.value.trim()
+  const shown = matching(query)
+  searchResult.textContent = query ? `${shown.length} of ${loaded.length} documents match` : ''
+  const children: HTMLElement[] = []
+  if (shown.length === 0) {
+    const empty = document.createElement('p')
+    empty.className = 'empty'
+    empty.textContent = `No documents match “${query}”.`
+    children.push(empty)
+  } else {
+    const list = document.createElement('ul')
+    list.className = 'doc-rows'
+    list.append(...[...shown].sort(newestFirst).map(renderRow))
+    children.push(list)
+  }
   if (nextOffset !== null) {
     const button = document.createElement('button')
     button.type = 'button'
@@ -226,6 +250,15 @@ openForm.addEventListener('submit', (event) => {
 openInput.addEventListener('input', () => {
   openInput.removeAttribute('aria-invalid')
   openInput.setCustomValidity('')
+})
+
+searchInput.addEventListener('input', render)
+searchInput.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && searchInput.value) {
+    event.preventDefault()
+    searchInput.value = ''
+    render()
+  }
 })
 
 void loadDocuments()
