@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         "(0: no renewal)",
         min=0,
     )
+    token_refresh_url: str = _text(
+        "",
+        "where the editor gets a fresh token before its own expires: the host application's "
+        "URL (http(s)://…, or a path on the editor's own origin), POSTed with the browser's "
+        "credentials and the current token, answering {\"token\": …} (unset: "
+        "POST /api/token/renew)",
+    )
     allowed_origins: str = _text(
         "",
         "comma-separated Origins (scheme://host[:port]) allowed to open WebSockets and call "
@@ -314,6 +321,17 @@ class Settings(BaseSettings):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("token_refresh_url")
+    @classmethod
+    def _refresh_url(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http(s):// URL or a path starting with /")
+        if value.startswith("//"):
+            raise ValueError("must be an http(s):// URL or a path starting with /")
         return value
 
     @field_validator("redis_url")

@@ -17,21 +17,26 @@ import os
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from pycrdt import XmlElement, XmlFragment, XmlText
 from starlette.requests import HTTPConnection
 
 from collab import Grant, Hooks, create_app
+from collab.auth import issue
 
 EVENTS = os.environ.get("HOST_EVENTS", "")
 USERS = {"carol": "Carol Danvers", "dave": "Dave Lister", "boom": "", "slow": ""}
 
 
 def record(kind: str, event: object) -> None:
+    fields = dataclasses.asdict(event) if dataclasses.is_dataclass(event) else vars(event)  # type: ignore[arg-type]
+    write({"hook": kind, "at": time.time(), **fields})
+
+
+def write(line: dict[str, Any]) -> None:
     if EVENTS:
-        body = {"hook": kind, "at": time.time(), **dataclasses.asdict(event)}  # type: ignore[call-overload]
         with open(EVENTS, "a") as out:
-            out.write(json.dumps(body, default=sorted) + "\n")
+            out.write(json.dumps(line, default=sorted) + "\n")
 
 
 async def authenticate(conn: HTTPConnection, doc_id: str | None) -> Grant | None:
@@ -93,6 +98,20 @@ async def add_note(doc_id: str, request: Request) -> dict[str, int]:
         fragment.children.append(XmlElement("paragraph", contents=[XmlText(text)]))
         blocks = len(fragment.children)
     return {"blocks": blocks}
+
+
+@app.post("/host/token")
+async def fresh_token(request: Request) -> dict[str, str]:
+    """The host's token refresh (COLLAB_TOKEN_REFRESH_URL=/host/token): a new token
+    for whoever the host's own sign-in says is there."""
+    grant = await authenticate(request, None)
+    if grant is None:
+        raise HTTPException(401, "not signed in")
+    write({"hook": "refresh", "at": time.time(), "user": grant.sub})
+    ttl = float(os.environ.get("HOST_TOKEN_TTL", "3600"))
+    secret = os.environ["COLLAB_AUTH_SECRET"]
+    token = issue(secret, grant.sub, ["*"], read_only=not grant.can_write, ttl=ttl, name=grant.name)
+    return {"token": token}
 
 
 # The same app, mounted by a host that forgot to run collab's lifespan.

@@ -390,3 +390,11 @@ def test_every_setting_is_documented() -> None:
     for name, default, _meaning in describe():
         assert f"| `{name}` | `{default}` |" in readme, name
         assert name in help_text, name
+
+
+@pytest.mark.parametrize("value", ["ftp://host/token", "host/token", "//evil.example/t", "http://"])
+def test_token_refresh_url_is_a_url_or_a_path(value: str) -> None:
+    with pytest.raises(SettingsError, match="COLLAB_TOKEN_REFRESH_URL"):
+        Settings.from_env({"COLLAB_TOKEN_REFRESH_URL": value})
+    for good in ("/auth/collab-token", "https://app.example/auth/token"):
+        assert Settings.from_env({"COLLAB_TOKEN_REFRESH_URL": good}).token_refresh_url == good

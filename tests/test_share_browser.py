@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from .test_auth import token
+from .test_auth import SECRET, token
 from .test_editor_browser import (
     SCREENSHOTS,
     ContextFactory,
@@ -151,3 +151,47 @@ def test_export_downloads_markdown_and_html_and_prints_the_document_alone(
     page.screenshot(path=str(SCREENSHOTS / "print-preview.png"), full_page=True)
     page.emulate_media(media="screen")
     expect(page.locator("header.topbar")).to_be_visible()
+
+
+def test_a_host_refresh_url_renews_the_token(tmp_path: Path, new_context: ContextFactory) -> None:
+    """With COLLAB_TOKEN_REFRESH_URL the page asks the host application (signed in by
+    its own cookie) for a fresh token instead of collab."""
+    from .support import HostServer, migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}"
+    migrate(url)
+    events = tmp_path / "events.jsonl"
+    host = HostServer(
+        url,
+        {
+            "COLLAB_AUTH_SECRET": SECRET,
+            "COLLAB_TOKEN_REFRESH_URL": "/host/token",
+            "HOST_EVENTS": str(events),
+            "HOST_TOKEN_TTL": "20",
+        },
+    ).start()
+    try:
+        doc_id = new_doc_id()
+        short = token(sub="carol", name="Carol Danvers", docs=[doc_id], ttl=20)
+        expires = time.time() + 20
+        context = new_context()
+        context.add_cookies([{"name": "session", "value": "carol:rw", "url": host.url}])
+        page = context.new_page()
+        page.goto(f"{host.collab_url}/d/{doc_id}?token={short}")
+        expect(status(page)).to_have_attribute("data-state", "connected")
+        type_at_end(page, "Before expiry.")
+        page.wait_for_function(
+            "old => new URLSearchParams(location.search).get('token') !== old",
+            arg=short,
+            timeout=25_000,
+        )
+        assert any('"hook": "refresh"' in line for line in events.read_text().splitlines())
+        renewed = page.evaluate("new URLSearchParams(location.search).get('token')")
+        page.wait_for_function("end => Date.now() / 1000 > end", arg=expires + 6, timeout=30_000)
+        expect(status(page)).to_have_attribute("data-state", "connected")
+        type_at_end(page, " After expiry.")
+        expect_server_text(
+            page, doc_id, "Before expiry.", "After expiry.", token=renewed, prefix=host.PREFIX
+        )
+    finally:
+        host.stop()

@@ -191,6 +191,8 @@ async def session(request: Request) -> Response:
             "mode": grant.mode.value,
             "anonymous": grant is OPEN or grant.anonymous,
             "expires_at": grant.exp,
+            # Where the page renews its token (the host's URL); None: POST /api/token/renew.
+            "refresh_url": request.app.state.settings.token_refresh_url or None,
         }
     )
 

@@ -70,13 +70,14 @@ SPEC: dict[str, Any] = {
             },
             "Session": {
                 "type": "object",
-                "required": ["user", "name", "mode", "anonymous", "expires_at"],
+                "required": ["user", "name", "mode", "anonymous", "expires_at", "refresh_url"],
                 "properties": {
                     "user": {"type": "string"},
                     "name": {"type": "string"},
                     "mode": {"type": "string", "enum": ["rw", "ro"]},
                     "anonymous": {"type": "boolean"},
                     "expires_at": {"type": "number", "nullable": True},
+                    "refresh_url": {"type": "string", "nullable": True},
                 },
             },
             "DocumentList": {

@@ -36,17 +36,14 @@ export interface Session {
   /** No sign-in at all: an open server, where people name themselves. */
   anonymous: boolean
   expires_at: number | null
+  /** The host application's URL for a fresh token; null: collab renews it. */
+  refresh_url: string | null
 }
 
 export interface ShareLink {
   token: string
   url: string
   mode: 'rw' | 'ro'
-  expires_at: number
-}
-
-export interface RenewedToken {
-  token: string
   expires_at: number
 }
 
@@ -142,9 +139,17 @@ export class Api {
     return (await this.json('POST', `${documentPath(docId)}/share`, body)) as ShareLink
   }
 
-  /** This page's token again, with a fresh expiry. */
-  async renewToken(): Promise<RenewedToken> {
-    return (await this.json('POST', url('/api/token/renew'))) as RenewedToken
+  /** This page's token again, with a fresh expiry: from collab, or from the host
+   * application's `refreshUrl` (COLLAB_TOKEN_REFRESH_URL), asked with the browser's
+   * credentials (its own sign-in) and the current token. */
+  async renewToken(refreshUrl: string | null = null): Promise<string> {
+    const body = (
+      refreshUrl === null
+        ? await this.json('POST', url('/api/token/renew'))
+        : await (await this.request('POST', refreshUrl, undefined, 'application/json', 'include')).json()
+    ) as { token?: unknown }
+    if (typeof body.token !== 'string') throw new ApiError(502, 'bad_refresh', 'No token came back.')
+    return body.token
   }
 
   /** The document's content in `format`, as the server renders it. */
@@ -159,7 +164,13 @@ export class Api {
     return response.status === 204 ? {} : response.json()
   }
 
-  private async request(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+  private async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    accept = 'application/json',
+    credentials: RequestCredentials = 'same-origin',
+  ): Promise<Response> {
     const headers: Record<string, string> = { Accept: accept }
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     if (this.token) headers.Authorization = `Bearer ${this.token.raw}`
@@ -169,7 +180,7 @@ export class Api {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'same-origin',
+        credentials,
       })
     } catch {
       throw new ApiError(0, 'unreachable', 'The server could not be reached.')

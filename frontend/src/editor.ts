@@ -246,9 +246,8 @@ const main = async (): Promise<void> => {
       provider.connect()
     }
   }
-  if (token) new TokenRenewal(api, token, renewed)
-
   const session = await api.session(docId).catch(() => null)
+  if (token) new TokenRenewal(api, token, renewed, session?.refresh_url ?? null)
   shareable = session !== null && session.mode === 'rw' && !(session.anonymous && token === null)
   if (shareable) {
     const share = byId('share')

@@ -15,11 +15,18 @@ const RETRY_S = 5
 export class TokenRenewal {
   private readonly api: Api
   private readonly onRenewed: (token: AccessToken) => void
+  private readonly refreshUrl: string | null
   private timer: number | undefined
 
-  constructor(api: Api, token: AccessToken, onRenewed: (token: AccessToken) => void) {
+  constructor(
+    api: Api,
+    token: AccessToken,
+    onRenewed: (token: AccessToken) => void,
+    refreshUrl: string | null = null,
+  ) {
     this.api = api
     this.onRenewed = onRenewed
+    this.refreshUrl = refreshUrl
     this.schedule(token)
   }
 
@@ -41,7 +48,7 @@ export class TokenRenewal {
 
   private async renew(token: AccessToken): Promise<void> {
     try {
-      const renewed = parseToken((await this.api.renewToken()).token)
+      const renewed = parseToken(await this.api.renewToken(this.refreshUrl))
       this.onRenewed(renewed)
       this.schedule(renewed)
     } catch (error) {
