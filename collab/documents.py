@@ -38,6 +38,7 @@ from .rooms import RoomRegistry
 from .settings import Settings
 from .sqlstore import SqlStore, create_engine
 from .store import DocumentDeleted, DocumentInfo, DocumentNotFound, VersionInfo
+from .web import dependencies
 from .webhooks import Webhooks
 
 log = logging.getLogger("collab.documents")
@@ -116,6 +117,8 @@ class Documents:
     async def start(self) -> None:
         if self.started:
             raise RuntimeError("collab's lifespan is already running")
+        if self.fanout is not None:
+            dependencies.check(dependencies.REDIS)
         await check_schema(self.engine)
         # What exists now lives as long as the process: out of the collector's way, a
         # full collection scans only what the rooms and peers made (a 60-80 ms pause

@@ -17,6 +17,28 @@ from .support import BIN
 def test_the_installed_releases_are_the_tested_ones() -> None:
     dependencies.check(dependencies.BATCHING)
     dependencies.check(dependencies.STOCK)
+    dependencies.check(dependencies.REDIS)
+
+
+async def test_an_untested_redis_stops_a_service_that_uses_it(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    from collab.documents import Documents
+    from collab.settings import Settings
+
+    real = dependencies.metadata.version
+    monkeypatch.setattr(
+        dependencies.metadata,
+        "version",
+        lambda name: "9.0.0" if name == "redis" else real(name),
+    )
+    fix = re.escape("pip install 'redis>=8.1,<8.2'")
+    shared = Documents(Settings(database_url=sqlite_url, redis_url="redis://127.0.0.1:1"))
+    with pytest.raises(dependencies.UntestedDependency, match=f"redis 9.0.0 .*{fix}$"):
+        await shared.start()
+    alone = Documents(Settings(database_url=sqlite_url))
+    async with alone.running():  # without Redis, redis-py's release does not matter
+        assert alone.started
 
 
 def test_an_untested_release_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

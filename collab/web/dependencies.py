@@ -9,6 +9,11 @@ refuses rather than fall back to uvicorn's own protocols: an untested uvicorn br
 the HTTP protocol too, which has no stock equivalent (uvicorn has no header deadline),
 and a fall-back would change how the server behaves under load with nothing but a log
 line to say so.
+
+collab/redisbus.py drives redis-py's connections below its public client (a
+connection of the pool's own making, packed commands, raw pub/sub responses), so
+redis-py is pinned and checked too, when ``COLLAB_REDIS_URL`` is set (by the documents
+service, so that an embedding host is checked as well).
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from collections.abc import Iterable
 from importlib import metadata
 
 # distribution -> (lowest tested, first untested), as version tuples
-TESTED = {"uvicorn": ((0, 54), (0, 55)), "websockets": ((17, 4), (17, 5))}
+TESTED = {
+    "uvicorn": ((0, 54), (0, 55)),
+    "websockets": ((17, 4), (17, 5)),
+    "redis": ((8, 1), (8, 2)),
+}
 
 # What each WebSocket protocol extends (``COLLAB_WS_PROTOCOL``): with uvicorn's own,
 # websockets is uvicorn's business.
 STOCK = ("uvicorn",)
 BATCHING = ("uvicorn", "websockets")
+REDIS = ("redis",)
 
 
 class UntestedDependency(RuntimeError):
@@ -37,7 +47,7 @@ def check(names: Iterable[str] = BATCHING) -> None:
         installed = metadata.version(name)
         release = _release(installed)
         if not low <= release < high:
-            other = " or COLLAB_WS_PROTOCOL=stock" if name not in STOCK else ""
+            other = " or COLLAB_WS_PROTOCOL=stock" if name == "websockets" else ""
             raise UntestedDependency(
                 f"{name} {installed} is installed, but collab is tested with {name} "
                 f">={_text(low)},<{_text(high)} (it extends its internals): "
