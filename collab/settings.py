@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         min=1,
     )
     token_max_lifetime: float = _seconds(
-        604800.0,
+        43200.0,
         "seconds after a token chain's first token past which POST /api/token/renew refuses "
         "(0: no renewal)",
         min=0,

@@ -53,6 +53,8 @@ class TokenMinter:
             "iat": int(now),
             "auth_time": int(now),
             "exp": int(expires),
+            # A link ends when it was made to: renewals never take it further.
+            "renew_until": int(expires),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256"), float(int(expires))
 
@@ -81,10 +83,13 @@ class TokenMinter:
             first = issued if issued is not None else now
         lifetime = claims["exp"] - issued if issued is not None else DEFAULT_RENEWED_TTL
         expires = min(now + max(lifetime, 1.0), first + self.max_lifetime)
+        until = _number(claims.get("renew_until"))
+        if until is not None:
+            expires = min(expires, until)
         if expires <= now + 1:
             raise Refused(
-                f"this access was first granted more than {self.max_lifetime:g} seconds ago; "
-                "ask for a new link"
+                "this access ends now (a link ends when it was made to, and any access "
+                f"{self.max_lifetime:g} seconds after it was first granted); ask for a new link"
             )
         claims.pop("nbf", None)
         claims.update(iat=int(now), auth_time=int(first), exp=int(expires))

@@ -224,6 +224,48 @@ async def test_renewal_keeps_the_claims_and_stops_at_the_maximum_lifetime(
         assert refused.json()["error"] == "renewal_refused"
 
 
+async def test_a_share_link_is_never_renewed_past_its_end(signer: CollabServer) -> None:
+    async with httpx.AsyncClient(base_url=signer.url) as http:
+        await _create(http, "share-end")
+        own = token(sub="olive", docs=["share-end"], ttl=600)
+        made = await http.post(
+            "/api/documents/share-end/share", json={"mode": "ro", "ttl": 60}, headers=_bearer(own)
+        )
+        assert made.status_code == 201, made.text
+        link = made.json()
+        renewed = await http.post("/api/token/renew", headers=_bearer(link["token"]))
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["expires_at"] <= link["expires_at"]
+        # Renewing the renewed one gets no further either.
+        again = await http.post("/api/token/renew", headers=_bearer(renewed.json()["token"]))
+        assert again.status_code == 200, again.text
+        assert again.json()["expires_at"] <= link["expires_at"]
+        # A link at its end renews no more.
+        ending = token(
+            sub="link:olive", docs=["share-end"], ttl=30, iat=int(time.time()) - 30,
+            renew_until=int(time.time()) + 1,
+        )  # fmt: skip
+        refused = await http.post("/api/token/renew", headers=_bearer(ending))
+        assert refused.status_code == 403, refused.text
+
+
+async def test_with_a_host_refresh_url_collab_renews_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}"
+    migrate(url)
+    server = CollabServer(
+        url, {"COLLAB_AUTH_SECRET": SECRET, "COLLAB_TOKEN_REFRESH_URL": "/auth/token"}
+    ).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            refused = await http.post("/api/token/renew", headers=_bearer(token()))
+            assert refused.status_code == 409
+            assert refused.json()["error"] == "renewed_elsewhere"
+            me = await http.get("/api/session", headers=_bearer(token()))
+            assert me.json()["refresh_url"] == "/auth/token"
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("case", "headers", "status"),
     [

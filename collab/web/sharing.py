@@ -64,6 +64,12 @@ async def renew(request: Request) -> Response:
     """The caller's token again with a fresh expiry, so that an open editor keeps
     working; refused past ``COLLAB_TOKEN_MAX_LIFETIME`` since the first one."""
     minter = _minter(request)
+    if request.app.state.settings.token_refresh_url:
+        raise ApiError(
+            409,
+            "renewed_elsewhere",
+            "tokens are renewed by the application that issues them (COLLAB_TOKEN_REFRESH_URL)",
+        )
     access = _access(request)
     grant = await access.grant(request)
     token = token_of(request)
