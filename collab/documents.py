@@ -361,13 +361,9 @@ class Documents:
 
     def _changed(self, room: Room, update: bytes, origin: Origin) -> None:
         assert self._changes is not None
-        if isinstance(origin, Peer):
-            name = origin.user
-        elif is_relayed(origin):
-            name = "bus"
-        else:
-            name = origin
-        self._changes.changed(room.doc_id, name)
+        if is_relayed(origin):
+            return  # reported by the process that accepted it, as it is stored there
+        self._changes.changed(room.doc_id, origin.user if isinstance(origin, Peer) else origin)
 
     async def _report_change(self, event: events.DocumentChanged) -> None:
         hook = self.hooks.on_change

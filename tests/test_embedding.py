@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc, XmlFragment
+from pycrdt import Doc, Text, XmlFragment
 
 from .conftest import SCALEOUT_SETTINGS, Cluster
 from .jsclient import JsClient
@@ -257,31 +257,57 @@ async def test_a_mount_without_its_lifespan_refuses_everything(
         proper.stop()
 
 
-async def test_server_side_edit_on_another_process(cluster: Cluster, doc_id: str) -> None:
+async def test_server_side_edit_on_another_process(
+    cluster: Cluster, doc_id: str, events_path: Path
+) -> None:
     """With Redis, a host process edits a document whose peers are on another
-    process: they see it live, and it is stored once."""
+    process: they see it live, and it is stored once. The host's on_change reports
+    the changes it accepted, not those relayed from the other process."""
     node = cluster.start()
     settings = {**SCALEOUT_SETTINGS, "redis_url": cluster.redis.url}
     host = HostServer(
-        cluster.database_url, {f"COLLAB_{k.upper()}": v for k, v in settings.items()}
+        cluster.database_url,
+        {f"COLLAB_{k.upper()}": v for k, v in settings.items()} | {"HOST_EVENTS": str(events_path)},
     ).start()
     try:
-        async with YClient(node.ws_url(doc_id)) as peer:
-            async with httpx.AsyncClient(base_url=host.url) as http:
-                added = await http.post(f"/host/notes/{doc_id}", content="from the host")
-                assert added.status_code == 200, added.text
+        async with (
+            YClient(node.ws_url(doc_id)) as peer,
+            httpx.AsyncClient(base_url=host.url, headers=CAROL) as http,
+        ):
+            added = await http.post(f"/host/notes/{doc_id}", content="from the host")
+            assert added.status_code == 200, added.text
             await eventually(
                 lambda: (
                     paragraphs(peer.doc.get_update()) == ["<paragraph>from the host</paragraph>"]
                 ),
                 what="the host's edit on the other process",
             )
+            # The peer's edit reaches the host's room through Redis...
+            peer.append("from the peer")
+
+            async def host_has_it() -> bool:
+                state = (await http.get(f"/collab/api/documents/{doc_id}/update")).content
+                doc: Doc[Any] = Doc()
+                doc.apply_update(state)
+                return "from the peer" in str(doc.get("text", type=Text))
+
+            await eventually(host_has_it, what="the peer's edit on the host")
+            await http.post(f"/host/notes/{doc_id}", content="again")
+            await eventually(
+                lambda: sum(e["updates"] for e in events(events_path, "on_change")) >= 2,
+                what="the host's on_change",
+            )
+        # ...but only the host's own edits are its changes to report.
+        assert {o for e in events(events_path, "on_change") for o in e["origins"]} == {"host-notes"}
     finally:
         host.stop()
     node.stop()
     again = cluster.start()
     async with YClient(again.ws_url(doc_id)) as reader:
-        assert paragraphs(reader.doc.get_update()) == ["<paragraph>from the host</paragraph>"]
+        assert paragraphs(reader.doc.get_update()) == [
+            "<paragraph>from the host</paragraph>",
+            "<paragraph>again</paragraph>",
+        ]
 
 
 async def test_collab_serve_installs_hooks_from_a_module(
