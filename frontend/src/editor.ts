@@ -129,6 +129,15 @@ const main = async (): Promise<void> => {
   })
 
   let readOnly = false
+  // An object, not a function: Tiptap spreads these into its own at creation (a
+  // function would be lost), and they are given again when editability changes.
+  const attributes = (): Record<string, string> => ({
+    'aria-label': `Document ${docId}`,
+    'aria-multiline': 'true',
+    'aria-readonly': String(readOnly),
+    role: 'textbox',
+    spellcheck: 'true',
+  })
   const editor = new Editor({
     element: byId('editor'),
     extensions: [
@@ -138,17 +147,7 @@ const main = async (): Promise<void> => {
       Collaboration.configure({ document: ydoc, field: FIELD }),
       CollaborationCaret.configure({ provider, user: identity, render: renderCaret }),
     ],
-    editorProps: {
-      // A function, so that ProseMirror recomputes it when editability changes:
-      // a role=textbox announces read-only through aria-readonly, not contenteditable.
-      attributes: () => ({
-        'aria-label': `Document ${docId}`,
-        'aria-multiline': 'true',
-        'aria-readonly': String(readOnly),
-        role: 'textbox',
-        spellcheck: 'true',
-      }),
-    },
+    editorProps: { attributes: attributes() },
   })
   const refreshToolbar = bindToolbar(byId('toolbar'), editor)
   const versions = new HistoryPanel(api, docId, {
@@ -160,7 +159,8 @@ const main = async (): Promise<void> => {
 
   const lock = (): void => {
     readOnly = true
-    editor.setEditable(false)
+    // A role=textbox announces read-only through aria-readonly, not contenteditable.
+    editor.setOptions({ editable: false, editorProps: { ...editor.options.editorProps, attributes: attributes() } })
     document.body.classList.add('is-read-only')
     refreshToolbar()
     versions.setWritable(false)

@@ -8,7 +8,7 @@ export interface Identity {
 
 // Readable on white as a caret, and dark enough behind white initials (≥ 4:1).
 export const COLORS = [
-  '#d23f3f', '#c45c12', '#937400', '#2f8a46', '#12806f',
+  '#d23f3f', '#b4520f', '#7f6500', '#277a3c', '#12806f',
   '#2a74c0', '#5360d8', '#8447c9', '#c03d8f', '#5f6673',
 ] as const
 

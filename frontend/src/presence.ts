@@ -10,6 +10,22 @@ interface Person {
 
 const MAX_SHOWN = 5
 
+const luminance = (hex: string): number => {
+  const [r, g, b] = [1, 3, 5].map((at) => {
+    const c = parseInt(hex.slice(at, at + 2), 16) / 255
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4
+  })
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b
+}
+
+/** White or near-black, whichever reads better on a collaborator's colour (any
+ * colour can come from another client). */
+const textOn = (color: string): string => {
+  if (!/^#[0-9a-f]{6}$/i.test(color)) return '#fff'
+  const background = luminance(color)
+  return 1.05 / (background + 0.05) >= (background + 0.05) / 0.066 ? '#fff' : '#1c2230'
+}
+
 /**
  * Keeps the "who is here" avatar list in step with the awareness states; the
  * local user comes first and is a button that reopens the name dialog.
@@ -47,15 +63,26 @@ export const watchPresence = (awareness: Awareness, list: HTMLElement, onEditSel
       const avatar = document.createElement(person.self ? 'button' : 'span')
       avatar.className = 'avatar'
       avatar.style.setProperty('--avatar', person.color)
-      avatar.textContent = initials(person.name)
+      avatar.style.setProperty('--avatar-text', textOn(person.color))
       avatar.dataset.name = person.name
       const description = person.self ? `${person.name} (you) — edit name and colour` : person.name
       avatar.title = description
-      avatar.setAttribute('aria-label', description)
       if (avatar instanceof HTMLButtonElement) {
+        // The button is named by its words, its visible initials are left out.
+        const face = document.createElement('span')
+        face.setAttribute('aria-hidden', 'true')
+        face.textContent = initials(person.name)
+        const name = document.createElement('span')
+        name.className = 'visually-hidden'
+        name.textContent = description
+        avatar.append(face, name)
         avatar.type = 'button'
         avatar.classList.add('avatar--self')
         avatar.addEventListener('click', onEditSelf)
+      } else {
+        avatar.textContent = initials(person.name)
+        avatar.setAttribute('role', 'img')
+        avatar.setAttribute('aria-label', description)
       }
       item.append(avatar)
       return item
