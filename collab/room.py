@@ -7,9 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, merge_updates
 
 from . import protocol, yupdate
+from .nesting import Nesting, nesting, waits
 from .peer import Peer
 from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
@@ -27,6 +28,9 @@ AwarenessListener: TypeAlias = Callable[["Room", bytes, Origin], None]
 DamageListener: TypeAlias = Callable[["Room"], None]
 
 DEFAULT_MAX_DEPTH = 128
+# Updates with shared types waiting for structs still to come that a room keeps
+# (a client's own edits never wait: they come after what they refer to).
+MAX_WAITING = 16
 
 
 class DocumentDamaged(ProtocolError):
@@ -58,6 +62,10 @@ class Room:
         # waits for structs still to come, and it completed none that waited.
         self.applied_whole = False
         self._integrated: bytes | None = None
+        # The depth of each shared type in the document, once an update creates one.
+        self._depths: dict[yupdate.ID, int] | None = None
+        # Updates whose types yrs holds back for structs still to come, and those types.
+        self._waiting: list[tuple[bytes, list[yupdate.ID]]] = []
         self.presence = Presence(presence_limits, doc_id)
         self.peers: set[Peer] = set()
         self.state = RoomState.OPEN
@@ -128,10 +136,13 @@ class Room:
         """
         if update == protocol.EMPTY_UPDATE:
             return
-        parents = yupdate.check(update, self.max_depth)
+        checked = yupdate.inspect(update, self.max_depth)
         doc = self.doc
-        if parents and strict:
-            _check_parents(doc, parents)
+        if checked.parents and strict:
+            _check_parents(doc, checked.parents)
+        found = None
+        if checked.types or self._waiting:
+            found = self._nesting(doc, update, types=checked.types, strict=strict)
         self._integrated = None
         try:
             doc.apply_update(update)
@@ -153,9 +164,55 @@ class Room:
         # yrs encodes what a transaction integrated: the update itself when it went in
         # whole, alone (as it does for clients' own edits).
         self.applied_whole = self._integrated == update
+        self._count_placed(doc, update, found)
         self.broadcast(frame if frame is not None else protocol.sync_update(update), origin)
         for listener in self.update_listeners:
             listener(self, update, origin)
+
+    def _nesting(
+        self, doc: Doc[Any], update: bytes, *, types: bool, strict: bool
+    ) -> Nesting | None:
+        """The depths of the types ``update`` creates (None if it creates none); from a
+        client, MalformedUpdate if that would nest the document deeper than
+        ``max_depth``: yrs deletes a type recursively, and a tree tens of thousands
+        deep crashes it."""
+        found = None
+        if types:
+            if self._depths is None:
+                self._depths = nesting(doc.get_update(), {}).depths
+            found = nesting(update, self._depths)
+        if not strict:
+            return found
+        state = decode_state_vector(doc.get_state())
+        waiting = found is not None and waits(found, state)
+        if waiting and len(self._waiting) >= MAX_WAITING:
+            raise yupdate.MalformedUpdate("too many shared types wait for structs to come")
+        if self._waiting or waiting or (found is not None and not found.exact):
+            # Types yrs holds back are placed by the update that completes them, which
+            # may hold none: count the whole document as it would be.
+            parts = [doc.get_update(), *(held for held, _ in self._waiting), update]
+            deepest = nesting(merge_updates(*parts), {}).deepest
+        else:
+            deepest = 0 if found is None else found.deepest
+        if deepest > self.max_depth:
+            raise yupdate.MalformedUpdate(f"shared types nested deeper than {self.max_depth}")
+        return found
+
+    def _count_placed(self, doc: Doc[Any], update: bytes, found: Nesting | None) -> None:
+        if not self.applied_whole or (found is not None and not found.exact):
+            self._depths = None  # types placed that this update does not show: count again
+        elif found is not None and self._depths is not None:
+            self._depths.update(found.depths)
+        if found is None and not self._waiting:
+            return
+        state = decode_state_vector(doc.get_state())
+        if found is not None:
+            self._waiting.append((update, list(found.depths)))
+        self._waiting = [
+            (held, types)
+            for held, types in self._waiting
+            if any(clock >= state.get(client, 0) for client, clock in types)
+        ]
 
     def apply_awareness(self, update: bytes, origin: Origin, frame: bytes | None = None) -> None:
         changed = self.presence.apply(update, origin)

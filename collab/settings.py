@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     )
     max_update_depth: int = _count(
         128,
-        "deepest nesting of values in a Yjs update (1007 above); JS clients fail to open "
-        "documents nested some thousands deep",
+        "deepest nesting of values in a Yjs update, and of shared types in a document "
+        "(1007 above); JS clients fail to open documents nested some thousands deep",
         min=1,
         max=1000,
     )

@@ -12,7 +12,7 @@ empty structs, a client listed twice, clocks past what yrs can count, nesting pa
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from .protocol import ProtocolError
 
@@ -120,17 +120,25 @@ class _Reader:
         return count
 
 
-def check(update: bytes, max_depth: int) -> list[ID]:
-    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update.
+class Checked(NamedTuple):
+    # The parents it names by ID that it does not hold itself: each must be a shared
+    # type (or deleted) in the document, which only the document can tell.
+    parents: list[ID]
+    # Whether it creates shared types (only those can nest the document deeper).
+    types: bool
 
-    The parents it names by ID that it does not hold itself are returned: each must be
-    a shared type (or deleted) in the document, which only the document can tell.
-    """
+
+def inspect(update: bytes, max_depth: int) -> Checked:
+    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update."""
     reader = _Reader(update)
     ranges = _walk(reader, max_depth, None)
-    if reader.parents is None:
-        return []
-    return _outside_parents(reader, ranges)
+    parents = [] if reader.parents is None else _outside_parents(reader, ranges)
+    return Checked(parents, reader.types is not None)
+
+
+def check(update: bytes, max_depth: int) -> list[ID]:
+    """``inspect``'s parents."""
+    return inspect(update, max_depth).parents
 
 
 # client -> its structs as (clock, length, encoded bytes), in the update's order
@@ -407,3 +415,53 @@ def _json_depth(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+class Header(NamedTuple):
+    """Where one struct of a checked update sits: its ID and length, and what places
+    it (its left and right neighbours, or its parent when it has neither)."""
+
+    client: int
+    clock: int
+    length: int
+    kind: int
+    origin: ID | None
+    right_origin: ID | None
+    parent: ID | None  # by ID; None: a root type's name, or placed by a neighbour
+
+    @property
+    def is_type(self) -> bool:
+        return self.kind == _TYPE
+
+    @property
+    def is_skip(self) -> bool:
+        return self.kind == _SKIP
+
+    @property
+    def placed(self) -> bool:
+        """Whether it names where it goes (GC and skip structs do not)."""
+        return self.kind not in (_GC, _SKIP)
+
+
+def headers(update: bytes) -> list[Header]:
+    """The header of each struct of a checked update, in the update's order."""
+    structs, _deletions = split(update)
+    found: list[Header] = []
+    for client, spans in structs.items():
+        for clock, length, data in spans:
+            found.append(_header(_Reader(data), client, clock, length))
+    return found
+
+
+def _header(reader: _Reader, client: int, clock: int, length: int) -> Header:
+    info = reader.byte()
+    kind = info & _BITS5
+    origin = right_origin = parent = None
+    if kind not in (_GC, _SKIP):
+        if info & _ORIGIN:
+            origin = (reader.uint(), reader.uint())
+        if info & _RIGHT_ORIGIN:
+            right_origin = (reader.uint(), reader.uint())
+        if not info & (_ORIGIN | _RIGHT_ORIGIN) and reader.uint() == 0:
+            parent = (reader.uint(), reader.uint())
+    return Header(client, clock, length, kind, origin, right_origin, parent)
