@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import uuid
@@ -29,23 +30,33 @@ def _sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database that fresh ones are copied from: a file copy instead
+    of a ``collab migrate`` process for every test."""
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    migrate(_sqlite_url(directory))
+    return directory / "collab.db"
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = _sqlite_url(tmp_path)
-    migrate(url)
-    return url
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database."""
+    # The migration's process has closed the database, so its WAL is checkpointed
+    # into the main file; copy one that is left anyway.
+    for suffix in ("", "-wal"):
+        source = sqlite_template.with_name(sqlite_template.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, tmp_path / source.name)
+    return _sqlite_url(tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest) -> str:
     """A freshly migrated database of each kind."""
     if request.param == "sqlite":
-        url = _sqlite_url(tmp_path)
-    else:
-        postgres: PostgresServer = request.getfixturevalue("postgres")
-        url = postgres.create_database("t_" + uuid.uuid4().hex[:16])
-    migrate(url)
-    return url
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
 
 
 ServerFactory = Callable[..., CollabServer]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
+import http.client
 import os
 import shutil
 import signal as signals
@@ -15,8 +15,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -265,12 +263,23 @@ class CollabServer:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"collab exited {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
+            if self._answers_healthz():
+                return self
             if time.monotonic() > deadline:
                 raise RuntimeError(f"collab did not start:\n{self.log()}")
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def _answers_healthz(self) -> bool:
+        # The standard library's client: an httpx client loads the CA bundle each time,
+        # 15 ms of CPU per poll, more than the rest of a server's start on a busy machine.
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
