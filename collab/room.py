@@ -199,8 +199,12 @@ class Room:
         return found
 
     def _count_placed(self, doc: Doc[Any], update: bytes, found: Nesting | None) -> None:
-        if not self.applied_whole or (found is not None and not found.exact):
-            self._depths = None  # types placed that this update does not show: count again
+        placed_unseen = not self.applied_whole and (found is not None or bool(self._waiting))
+        if placed_unseen or (found is not None and not found.exact):
+            # Types placed that this update does not show (or not exactly): count again.
+            # An update with no types that completed no held-back one (a reconnecting
+            # client's text, another process's keystrokes) changes no depth.
+            self._depths = None
         elif found is not None and self._depths is not None:
             self._depths.update(found.depths)
         if found is None and not self._waiting:

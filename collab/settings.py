@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     max_update_depth: int = _count(
         128,
         "deepest nesting of values in a Yjs update, and of shared types in a document "
-        "(1007 above); JS clients fail to open documents nested some thousands deep",
+        "(1007 above); the text, HTML and Markdown readers go some 250 levels deep",
         min=1,
-        max=1000,
+        max=200,
     )
     send_queue_messages: int = _count(
         4096, "messages queued for one peer before it is closed with 1013", min=1
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
         "",
         "where the editor gets a fresh token before its own expires: the host application's "
         "URL (http(s)://…, or a path on the editor's own origin), POSTed with the browser's "
-        "credentials and the current token, answering {\"token\": …} (unset: "
+        'credentials and the current token, answering {"token": …} (unset: '
         "POST /api/token/renew)",
     )
     allowed_origins: str = _text(

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText, merge_updates, write_var_uint
 
 from collab import protocol
 from collab.closecodes import CloseCode
-from collab.settings import Settings
+from collab.settings import Settings, SettingsError
 
 from .support import CollabServer, eventually
 from .yclient import YClient
@@ -133,3 +134,34 @@ async def test_types_held_back_count_when_they_are_placed(
         await eventually(lambda: "fine" in str(good.xml()))
     assert _alive(server)
     assert await _text(server, doc_id) == "fine"
+
+
+async def test_every_reader_serves_a_document_at_the_deepest_setting(
+    start_server: Any, doc_id: str
+) -> None:
+    deepest = 200  # COLLAB_MAX_UPDATE_DEPTH's maximum
+    server = start_server(max_update_depth=str(deepest))
+    async with YClient(server.ws_url(doc_id)) as writer:
+        leaf = _nest(writer.xml(), deepest - 1, tag="blockquote")
+        leaf.children.append(XmlText("at the bottom"))
+        await writer.flush()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await eventually(
+            lambda: _served(http, doc_id), what="the deep document through every reader"
+        )
+
+
+async def _served(http: httpx.AsyncClient, doc_id: str) -> bool:
+    text = await http.get(f"/api/documents/{doc_id}/text")
+    if text.status_code != 200 or "at the bottom" not in text.text:
+        return False
+    for form in ("json", "html", "markdown"):
+        answer = await http.get(f"/api/documents/{doc_id}/content", params={"format": form})
+        assert answer.status_code == 200, (form, answer.text[:200])
+        assert "at the bottom" in answer.text
+    return True
+
+
+def test_the_depth_setting_stops_where_the_readers_do() -> None:
+    with pytest.raises(SettingsError, match="COLLAB_MAX_UPDATE_DEPTH"):
+        Settings.from_env({"COLLAB_MAX_UPDATE_DEPTH": "201"})
