@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from collab import content
 from collab.content import InvalidContent
@@ -20,6 +20,7 @@ from .conftest import ServerFactory
 from .jsclient import JsClient
 from .support import CollabServer, eventually
 from .test_auth import SECRET, token
+from .yclient import YClient
 
 
 def t(text, *marks):
@@ -409,6 +410,40 @@ def test_unknown_node_attrs_render_escaped() -> None:
     assert content.parse("html", html)["content"][0]["attrs"] == {"a": evil}
 
 
+def _hostile_peer_edit(fragment: XmlFragment) -> None:
+    """What a co-editor can write straight into Yjs, past every check of the API."""
+    heading = fragment.children.append(XmlElement("heading"))
+    heading.attributes["level"] = "1><img src=x onerror=alert(1)><h1"
+    link = heading.children.append(XmlText())
+    link.insert(0, "click", {"link": {"href": "javascript:alert(2)"}, "bold": {}})
+    image = fragment.children.append(XmlElement("image"))
+    image.attributes["src"] = " javascript:alert(3)"
+    image.attributes["alt"] = "kept"
+    listed = fragment.children.append(XmlElement("orderedList"))
+    listed.attributes["start"] = "99999999999999999999"
+    listed.children.append(XmlElement("text"))  # no element has this name
+    fragment.children.append(XmlElement("doc"))
+    cell = fragment.children.append(XmlElement("tableCell"))
+    cell.attributes["colspan"] = '2" onmouseover="alert(4)'
+
+
+def test_what_a_peer_stored_is_typed_before_it_renders() -> None:
+    doc: Doc[Any] = Doc()
+    _hostile_peer_edit(doc.get("default", type=XmlFragment))
+    html = content.to_html(doc)
+    assert html == (
+        '<h1><strong>click</strong></h1><img alt="kept"><ol></ol><td colspan="1" rowspan="1"></td>'
+    )
+    markdown = content.to_markdown(doc)
+    assert markdown.startswith("# **click**\n\n![kept](<>)\n\n")
+    assert "javascript" not in json.dumps(content.to_json(doc))
+    assert content.to_json(doc)["content"][0] == {
+        "type": "heading",
+        "attrs": {"level": 1},
+        "content": [t("click", {"type": "bold"})],
+    }
+
+
 # The API on a real server ---------------------------------------------------
 
 MEDIA = {
@@ -589,3 +624,28 @@ async def test_parse_runs_off_the_event_loop(shared_server: CollabServer, doc_id
         answered = asyncio.get_running_loop().time() - started
         assert (await slow).status_code == 200
         assert answered < 1.0
+
+
+async def test_a_co_editors_markup_never_runs_on_collabs_origin(
+    shared_server: CollabServer, doc_id: str
+) -> None:
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        async with YClient(shared_server.ws_url(doc_id)) as peer:
+            _hostile_peer_edit(peer.xml())
+            await peer.flush()
+
+            async def written() -> bool:
+                return "click" in (await http.get(f"/api/documents/{doc_id}/text")).text
+
+            await eventually(written, what="the peer's edit")
+        answer = await http.get(f"/api/documents/{doc_id}/content", params={"format": "html"})
+        assert answer.status_code == 200
+        assert answer.text.startswith("<h1><strong>click</strong></h1><img alt=")
+        for bad in ("onerror", "onmouseover", "javascript"):
+            assert bad not in answer.text
+        assert answer.headers["content-security-policy"].startswith("sandbox;")
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        for format in ("markdown", "json", "text"):
+            other = await http.get(f"/api/documents/{doc_id}/content", params={"format": format})
+            assert other.status_code == 200, format
+            assert "javascript" not in other.text

@@ -108,6 +108,15 @@ def mark_defaults(name: str) -> dict[str, Any]:
     return {k: a.default for k, a in MARKS.get(name, {}).items()}
 
 
+def stored_attr(value: object, attr: Attr) -> Any:
+    """An attribute as a peer stored it, typed as the schema says: what ``check`` would
+    refuse (a heading level of ``'1><script>'``, a ``javascript:`` URL) is the default."""
+    try:
+        return _attr(value, attr, "")
+    except InvalidContent:
+        return attr.default
+
+
 def safe_url(value: str, schemes: frozenset[str]) -> bool:
     """Whether a link or image URL is one a browser follows harmlessly (browsers ignore
     control characters and spaces inside a scheme, so they are dropped before looking)."""

@@ -15,8 +15,11 @@ from typing import Any
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from ..plaintext import EDITOR_FIELD
-from .schema import MARKS, mark_defaults, mark_order, node_defaults
+from .schema import MARKS, NODES, Attr, mark_order, stored_attr
 
+# Names no element may have; the editor drops such an element (y-prosemirror cannot
+# make a node of it), and so do the readers.
+_NOT_ELEMENTS = {"doc", "text"}
 # y-prosemirror names a mark that may overlap itself (a comment) "name--<8 chars>".
 _HASHED_MARK = re.compile(r"^(.*)--[a-zA-Z0-9+/=]{8}$")
 
@@ -35,7 +38,7 @@ def read(doc: Doc[Any]) -> dict[str, Any]:
         for child in parent.children:
             if isinstance(child, XmlText):
                 content.extend(_text_nodes(child))
-            elif isinstance(child, XmlElement):
+            elif isinstance(child, XmlElement) and child.tag not in _NOT_ELEMENTS:
                 element = _element(child)
                 content.append(element)
                 stack.append((child, element))
@@ -47,13 +50,20 @@ def read(doc: Doc[Any]) -> dict[str, Any]:
 def _element(element: XmlElement) -> dict[str, Any]:
     kind = element.tag or "unknown"
     node: dict[str, Any] = {"type": kind}
-    attrs = node_defaults(kind)
     # pycrdt types XmlAttributesView.__iter__ as returning an Iterable: call it.
     pairs: Iterable[tuple[str, Any]] = element.attributes.__iter__()
-    attrs.update((k, _number(v)) for k, v in pairs)
+    stored = {k: _number(v) for k, v in pairs}
+    spec = NODES.get(kind)
+    # A peer writes attributes as it likes: a known node's are typed as the schema says
+    # before anything renders them (an unknown node's are escaped where they go out).
+    attrs = stored if spec is None else _typed(stored, spec.attrs)
     if attrs:
         node["attrs"] = attrs
     return node
+
+
+def _typed(stored: dict[str, Any], spec: dict[str, Attr]) -> dict[str, Any]:
+    return {k: stored_attr(stored.get(k, attr.default), attr) for k, attr in spec.items()}
 
 
 def _text_nodes(text: XmlText) -> list[dict[str, Any]]:
@@ -63,6 +73,9 @@ def _text_nodes(text: XmlText) -> list[dict[str, Any]]:
             continue  # an embed: y-prosemirror writes none
         node: dict[str, Any] = {"type": "text", "text": part}
         marks = [_mark(key, value) for key, value in (formatting or {}).items()]
+        # A link whose URL is not one the schema allows (javascript:) is dropped; its
+        # text stays.
+        marks = [m for m in marks if m["type"] != "link" or m["attrs"]["href"] is not None]
         if marks:
             marks.sort(key=mark_order)
             node["marks"] = marks
@@ -74,9 +87,9 @@ def _mark(key: str, value: object) -> dict[str, Any]:
     match = _HASHED_MARK.match(key)
     kind = match.group(1) if match else key
     mark: dict[str, Any] = {"type": kind}
-    attrs = mark_defaults(kind)
-    if isinstance(value, dict):
-        attrs.update((k, _number(v)) for k, v in value.items() if kind not in MARKS or k in attrs)
+    stored = {k: _number(v) for k, v in value.items()} if isinstance(value, dict) else {}
+    spec = MARKS.get(kind)
+    attrs = stored if spec is None else _typed(stored, spec)
     if attrs:
         mark["attrs"] = attrs
     return mark

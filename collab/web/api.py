@@ -139,7 +139,15 @@ async def get_content(request: Request) -> Response:
             return JSONResponse(content.to_json(room.doc))
         render = {"text": content.to_text, "html": content.to_html}.get(format, content.to_markdown)
         body = render(room.doc)
-    return Response(body, media_type=content.MEDIA_TYPES[format])
+    return Response(body, media_type=content.MEDIA_TYPES[format], headers=_CONTENT_HEADERS)
+
+
+# Opened as a page on collab's origin, a document's HTML runs nothing and loads nothing
+# but images, whatever a peer managed to put in it.
+_CONTENT_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src http: https:",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 async def put_content(request: Request) -> Response:
