@@ -319,6 +319,7 @@ def test_tokens_in_the_editor(secured_server: Any, new_context: ContextFactory) 
     expect(reader.get_by_role("dialog")).to_be_hidden()
     expect(reader.locator("#readonly-badge")).to_be_visible()
     expect(editor(reader)).not_to_be_editable()
+    expect(editor(reader)).to_have_attribute("aria-readonly", "true")
     expect(writer.locator("#presence [data-name='reed']")).to_have_count(1)
 
     # Versions record who saved them.
