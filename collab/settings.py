@@ -228,6 +228,12 @@ class Settings(BaseSettings):
     max_json_body: int = _count(
         64 * 1024, "largest JSON request body accepted, in bytes (413 above)", min=1024
     )
+    content_parsers: int = _count(
+        1, "threads that parse PUT …/content bodies (Markdown, HTML), at most", min=1, max=64
+    )
+    content_queue: int = _count(
+        16, "PUT …/content bodies that may wait for a parser (503 busy above)", min=0, max=10_000
+    )
     header_timeout: float = _seconds(
         10.0, "seconds to send a request's headers (then it is closed)", min=0.1
     )

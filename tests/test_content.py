@@ -14,6 +14,7 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from collab import content
 from collab.content import InvalidContent
+from collab.content.parsers import Busy, Parsers
 from collab.content.schema import MAX_DEPTH, MAX_TEXT
 
 from .conftest import ServerFactory
@@ -649,3 +650,45 @@ async def test_a_co_editors_markup_never_runs_on_collabs_origin(
             other = await http.get(f"/api/documents/{doc_id}/content", params={"format": format})
             assert other.status_code == 200, format
             assert "javascript" not in other.text
+
+
+_SLOW = "[" * 30_000  # a second or two of markdown-it's time, well inside 64 KiB
+
+
+async def test_a_parse_its_caller_gave_up_on_keeps_its_place_until_done() -> None:
+    parsers = Parsers(threads=1, queue=0)
+    try:
+        first = asyncio.create_task(parsers.parse("markdown", _SLOW))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the client hung up; its parse runs on in the thread
+        await asyncio.gather(first, return_exceptions=True)
+        with pytest.raises(Busy):
+            await parsers.parse("text", "x")
+        await eventually(lambda: _is_zero(parsers.taken), 60, "the abandoned parse to end")
+        assert await parsers.parse("text", "x") == {"type": "doc", "content": [p(t("x"))]}
+    finally:
+        parsers.close()
+
+
+async def _is_zero(value: int) -> bool:
+    return value == 0
+
+
+async def test_parses_beyond_the_queue_are_refused_busy(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(content_parsers=1, content_queue=0)
+    url = f"/api/documents/{doc_id}/content"
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await http.post("/api/documents", json={"id": doc_id})
+        answers = await asyncio.gather(
+            *(http.put(url, json={"format": "markdown", "content": _SLOW}) for _ in range(4))
+        )
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses[0] == 200, statuses
+        assert statuses[-1] == 503, statuses
+        assert {a.json()["error"] for a in answers if a.status_code == 503} == {"busy"}
+        assert (await http.put(url, json={"format": "text", "content": "after"})).status_code == 200
+        assert await _get(http, doc_id, "text") == "after"
+    assert f"refused PUT {url}" in server.log()
+    assert "503 busy" in server.log()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import content, docid
 from ..auth import OPEN
+from ..content.parsers import Busy, Parsers
 from ..documents import Documents
 from ..plaintext import plain_text
 from ..protocol import ProtocolError
@@ -163,11 +163,14 @@ async def put_content(request: Request) -> Response:
             raise ApiError(400, "bad_request", f"mode must be one of {', '.join(content.MODES)}")
         if "content" not in body:
             raise ApiError(400, "bad_content", "the body has no content")
+        parsers: Parsers = request.app.state.parsers
         try:
-            # In a thread: a hostile Markdown body can take markdown-it seconds.
-            parsed = await asyncio.to_thread(content.parse, format, body["content"])
+            # Off the event loop: a hostile Markdown body can take markdown-it seconds.
+            parsed = await parsers.parse(format, body["content"])
         except content.InvalidContent as exc:
             raise ApiError(400, "bad_content", str(exc)) from None
+        except Busy as exc:
+            raise ApiError(503, "busy", f"{exc}; try again later") from None
         # Computed on a copy, then applied like any edit: one change, stored and sent.
         scratch: Doc[Any] = Doc()
         scratch.apply_update(room.doc.get_update())

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..auth import TokenVerifier
 from ..closecodes import CloseCode
+from ..content.parsers import Parsers
 from ..documents import Documents
 from ..hooks import Hooks
 from ..logs import Repeats
@@ -148,6 +149,8 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
         runner=documents.runner,
     )
 
+    parsers = Parsers(settings.content_parsers, settings.content_queue)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         async with documents.running():
@@ -156,7 +159,10 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
                     "COLLAB_AUTH_SECRET is not set: anyone who can reach this server may "
                     "read and change every document"
                 )
-            yield
+            try:
+                yield
+            finally:
+                parsers.close()
 
     app = CollabApp(
         routes=[
@@ -176,6 +182,7 @@ def create_app(settings: Settings | None = None, *, hooks: Hooks | None = None) 
     app.state.documents = documents
     app.state.metrics = metrics
     app.state.access = access
+    app.state.parsers = parsers
     app.state.minter = (
         TokenMinter(
             settings.auth_secret,

@@ -311,7 +311,7 @@ SPEC: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _json("ContentApplied", "applied"),
-                    **_errors(400, *_AUTH, 404, 413, 415),
+                    **_errors(400, *_AUTH, 404, 413, 415, 503),
                 },
             },
         },
