@@ -692,3 +692,28 @@ async def test_parses_beyond_the_queue_are_refused_busy(
         assert await _get(http, doc_id, "text") == "after"
     assert f"refused PUT {url}" in server.log()
     assert "503 busy" in server.log()
+
+
+async def test_writing_many_paragraphs_runs_off_the_event_loop(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    # 40 000 paragraphs: Yjs takes seconds to write them (its inserts are linear each).
+    server = start_server(max_json_body=200_000)
+    many = "a\n" * 40_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await http.post("/api/documents", json={"id": doc_id})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        put = asyncio.create_task(
+            http.put(f"/api/documents/{doc_id}/content", json={"format": "text", "content": many})
+        )
+        slowest = 0.0
+        while not put.done():
+            asked = loop.time()
+            assert (await http.get("/healthz")).status_code == 200
+            slowest = max(slowest, loop.time() - asked)
+        assert (await put).status_code == 200
+        took = loop.time() - started
+        # The room's own checks of the update it applies (on the loop) take a part.
+        assert slowest < 0.4 * took, (slowest, took)
+        assert (await _get(http, doc_id, "text")) == many[:-1]

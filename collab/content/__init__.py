@@ -26,6 +26,7 @@ __all__ = [
     "MEDIA_TYPES",
     "MODES",
     "InvalidContent",
+    "change",
     "parse",
     "to_html",
     "to_json",
@@ -76,6 +77,17 @@ def write(doc: Doc[Any], content: dict[str, Any], mode: str = "replace") -> None
     if mode not in MODES:
         raise InvalidContent(f"mode must be one of {', '.join(MODES)}")
     ydoc.write(doc, check(content), mode)
+
+
+def change(state: bytes, format: str, content: object, mode: str) -> bytes:
+    """The update that writes ``content`` to a document of ``state`` (``write`` on a
+    copy): applied like any edit, it is one change, stored and sent."""
+    parsed = parse(format, content)
+    scratch: Doc[Any] = Doc()
+    scratch.apply_update(state)
+    before = scratch.get_state()
+    write(scratch, parsed, mode)
+    return scratch.get_update(before)
 
 
 def _from_text(text: str) -> dict[str, Any]:
