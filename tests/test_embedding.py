@@ -94,6 +94,7 @@ async def test_host_sign_in_decides_who_opens_what(host: HostServer, doc_id: str
             "mode": "rw",
             "anonymous": False,
             "expires_at": None,
+            "refresh_url": None,
         }
         # A read-only grant cannot write through the API...
         origin = {"Origin": host.url}
@@ -108,6 +109,13 @@ async def test_host_sign_in_decides_who_opens_what(host: HostServer, doc_id: str
             headers={**CAROL, "Origin": "https://evil.example"},
         )
         assert forged.status_code == 403
+        # Nor may a request that names a token collab does not read (no secret): its
+        # credential is still the cookie.
+        posed = await http.post(
+            "/api/documents", params={"token": "x"}, json={"id": doc_id}, headers=CAROL
+        )
+        assert (posed.status_code, posed.json()["error"]) == (403, "origin_refused")
+        assert (await http.get(f"/api/documents/{doc_id}", headers=CAROL)).status_code == 404
         # A hook that raises, or hangs past COLLAB_HOOK_TIMEOUT, refuses with 503
         # and breaks nothing else.
         boom = await http.get("/api/documents", headers={"Cookie": "session=boom:rw"})

@@ -87,10 +87,11 @@ class Access:
         """True when the caller's credential is the cookie: the one a browser attaches
         to requests that other sites' pages make."""
         credential = _credential(conn)
-        if credential is None:
-            # The host's own sign-in (its session cookie, say) is as ambient.
+        if credential is None or self.verifier is None:
+            # The host's own sign-in (its session cookie, say) is as ambient; without
+            # a verifier a token the request names is not what grants it anything.
             return self.authenticate is not None
-        return self.verifier is not None and credential is Credential.COOKIE
+        return credential is Credential.COOKIE
 
     async def _authenticate(self, conn: HTTPConnection, doc_id: str | None) -> Grant:
         assert self.authenticate is not None
