@@ -4,6 +4,7 @@ one line per block; and its title, the first of those lines that is not blank.""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,10 @@ TITLE_LENGTH = 200  # characters of a title, at most
 # that out stays cheap (and never recurses deeply, however the content nests).
 TITLE_SCAN = 64
 TITLE_DEPTH = 16
+# Left out of a title, which is one line of plain text: control characters (PostgreSQL's
+# text holds no NUL: a title with one failed every write of its document) and the bidi
+# embeddings, overrides and isolates that would reorder what a list shows after it.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain_text(state: bytes) -> str:
@@ -56,7 +61,7 @@ def _listed(node: XmlFragment | XmlElement) -> Iterator[object]:
 
 def _title(lines: Iterator[str]) -> str:
     for line in lines:
-        stripped = line.strip()
+        stripped = _UNPRINTABLE.sub("", line).strip()
         if stripped:
             return stripped[:TITLE_LENGTH].rstrip()
     return ""

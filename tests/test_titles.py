@@ -155,3 +155,21 @@ async def _size(http: httpx.AsyncClient, doc_id: str) -> bool:
 
 async def _grown(http: httpx.AsyncClient, doc_id: str, size: int) -> bool:
     return bool((await http.get(f"/api/documents/{doc_id}")).json()["size_bytes"] > size)
+
+
+async def test_control_characters_in_a_title_store_and_list(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    # PostgreSQL's text holds no NUL: a title with one failed the write that carried it.
+    server = start_server(database_url)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        async with YClient(server.ws_url("controls")) as client:
+            heading = XmlText("Ti\x00t\x07le\u202e \x1b[31m")
+            client.xml().children.append(XmlElement("heading", {"level": 1}, [heading]))
+            await eventually(lambda: _is(_title(http, "controls"), "Title [31m"))
+            heading.insert(len(heading), " more")
+            await eventually(lambda: _is(_title(http, "controls"), "Title [31m more"))
+        text = (await http.get("/api/documents/controls/text")).text
+        assert text == "Ti\x00t\x07le\u202e \x1b[31m more"
+    server.stop()
+    assert "Traceback" not in server.log()
