@@ -163,3 +163,20 @@ async def test_no_versions_of_unknown_documents(shared_server: CollabServer) -> 
         saved = await http.post("/api/documents/never-made/versions", json={"label": "x"})
         assert saved.status_code == 404
         assert (await http.get("/api/documents/never-made")).status_code == 404
+
+
+async def test_a_label_with_a_control_character_is_refused(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    # PostgreSQL's text holds no NUL: such a label failed in the database, not here.
+    server = start_server(database_url)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.post("/api/documents", json={"id": "labelled"})
+        for label in ("a\x00b", "bell\x07", "line\nbreak"):
+            refused = await http.post("/api/documents/labelled/versions", json={"label": label})
+            assert (refused.status_code, refused.json()["error"]) == (400, "bad_label")
+        kept = await http.post("/api/documents/labelled/versions", json={"label": "v1 \u00e9"})
+        assert kept.status_code == 201
+        listed = (await http.get("/api/documents/labelled/versions")).json()["versions"]
+        assert [v["label"] for v in listed] == ["v1 \u00e9"]
+    assert "Traceback" not in server.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger("collab.api")
 
 MAX_PAGE = 500
 MAX_LABEL = 200
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def routes() -> list[BaseRoute]:
@@ -226,9 +228,12 @@ async def list_versions(request: Request) -> Response:
 async def create_version(request: Request) -> Response:
     body = await _json_object(request)
     label = body.get("label", "")
-    if not isinstance(label, str) or len(label) > MAX_LABEL:
+    # One line of text: PostgreSQL's text holds no NUL, and a list shows no control.
+    if not isinstance(label, str) or len(label) > MAX_LABEL or _CONTROL.search(label):
         raise ApiError(
-            400, "bad_label", f"label must be a string of at most {MAX_LABEL} characters"
+            400,
+            "bad_label",
+            f"label must be a line of at most {MAX_LABEL} characters, no control characters",
         )
     doc_id = await _doc_id(request, write=True)
     grant = await _access(request).grant(request, doc_id)
