@@ -366,9 +366,7 @@ def test_editor_mounted_under_a_prefix(host_server: Any, new_context: ContextFac
     page.goto(f"{host_server.collab_url}/d/{doc_id}")
     expect(status(page)).to_have_attribute("data-state", "connected")
     expect(page.get_by_role("dialog")).to_be_hidden()
-    expect(page.locator("#presence .avatar--self")).to_have_attribute(
-        "data-name", "Carol Danvers"
-    )
+    expect(page.locator("#presence .avatar--self")).to_have_attribute("data-name", "Carol Danvers")
     type_at_end(page, "Typed under a prefix.")
     expect_server_text(page, doc_id, "Typed under a prefix.", prefix=HostServer.PREFIX)
     # "All documents" leads to the list under the prefix, which lists this one.

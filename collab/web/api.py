@@ -238,9 +238,7 @@ async def create_version(request: Request) -> Response:
     doc_id = await _doc_id(request, write=True)
     grant = await _access(request).grant(request, doc_id)
     with _opened():
-        version = await _documents(request).save_version(
-            doc_id, label=label, created_by=grant.sub
-        )
+        version = await _documents(request).save_version(doc_id, label=label, created_by=grant.sub)
     if version is None:
         raise ApiError(503, "unavailable", "the version could not be saved; try again")
     return JSONResponse(_version(version), 201)
