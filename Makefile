@@ -10,8 +10,12 @@ run: $(VENV)/.installed collab/static/index.html
 	$(BIN)/collab migrate
 	$(BIN)/collab serve
 
+# The suite spread over TEST_WORKERS processes (pytest-xdist; each starts its own
+# PostgreSQL); the tests marked `timing` take turns in one of them. TEST_WORKERS=0 runs
+# everything in one process, as `pytest tests/test_x.py` does.
+TEST_WORKERS ?= 4
 test: system-deps $(VENV)/.installed-dev collab/static/index.html tests/js/node_modules/.package-lock.json
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The hostile-update tests at length: FUZZ_EXAMPLES mutated updates offline, and
 # FUZZ_BATCHES batches of them through a real server and a stock JS client.

@@ -11,6 +11,8 @@ from .conftest import WS_PROTOCOLS, ServerFactory
 from .support import eventually
 from .yclient import YClient
 
+pytestmark = pytest.mark.timing
+
 CHUNK = "x" * 8192
 ROUNDS = 6000  # 96 MB of updates a burst: far more than the socket buffers hold
 

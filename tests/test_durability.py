@@ -25,6 +25,8 @@ from .conftest import ServerFactory
 from .support import CollabServer, eventually
 from .yclient import YClient
 
+pytestmark = pytest.mark.timing
+
 
 def _keystrokes(count: int) -> list[bytes]:
     source: Doc[Any] = Doc()

@@ -11,6 +11,7 @@ import os
 import uuid
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
@@ -27,6 +28,8 @@ from .jsclient import JsClient
 from .support import CollabServer, eventually
 from .test_yupdate import mutated_update
 from .yclient import YClient
+
+pytestmark = pytest.mark.timing
 
 EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "12"))
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from collab.ratelimit import TokenBucket
 
 from .conftest import ServerFactory
 from .jsclient import JsClient
 from .support import eventually
 from .yclient import YClient
+
+pytestmark = pytest.mark.timing
 
 
 def test_a_charge_over_budget_is_taken_and_says_how_long_to_wait() -> None:

@@ -271,6 +271,7 @@ def test_every_event_arrives_signed_in_order_and_is_retried_after_a_500(
     assert len(re.findall(r"INFO collab\.webhooks: webhook .* delivered", log)) == 4
 
 
+@pytest.mark.timing
 def test_changes_are_debounced_and_sent_at_the_latest_after_max_wait(
     start_server: ServerFactory, database_url: str, receiver: Receiver, doc_id: str
 ) -> None:
@@ -449,6 +450,7 @@ def test_processes_sharing_a_database_deliver_each_event_once(
     assert last_text == {doc: f"text {i}" for i, doc in enumerate(ids)}
 
 
+@pytest.mark.timing
 def test_delivery_latency_after_the_debounce(
     start_server: ServerFactory, database_url: str, receiver: Receiver
 ) -> None:
