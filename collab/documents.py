@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from pycrdt import Doc
@@ -31,7 +31,6 @@ from .outbox import Debounce
 from .peer import Peer
 from .persistence import Persistence
 from .presence import PresenceLimits
-from .redisbus import RedisTransport
 from .restore import restore
 from .room import Origin, Room
 from .rooms import RoomRegistry
@@ -39,7 +38,9 @@ from .settings import Settings
 from .sqlstore import SqlStore, create_engine
 from .store import DocumentDeleted, DocumentInfo, DocumentNotFound, VersionInfo
 from .web import dependencies
-from .webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from .webhooks import Webhooks
 
 log = logging.getLogger("collab.documents")
 
@@ -68,7 +69,11 @@ class Documents:
         self.engine = create_engine(settings.database_url)
         self.store = SqlStore(self.engine, webhooks=Debounce.of(settings))
         # The deliverer of the events the store records with the changes they report.
-        self.webhooks = Webhooks.of(settings, self.store, metrics)
+        self.webhooks: Webhooks | None = None
+        if settings.webhook_url:  # its HTTP client is imported only then
+            from .webhooks import Webhooks
+
+            self.webhooks = Webhooks.of(settings, self.store, metrics)
         self.persistence = Persistence(
             self.store,
             flush_interval=settings.flush_interval,
@@ -399,6 +404,8 @@ class Documents:
         async def check_storage(rooms: list[Room]) -> None:
             for room in rooms:
                 await self.persistence.write_missing(room)
+
+        from .redisbus import RedisTransport  # redis-py is imported only with Redis
 
         transport = RedisTransport(
             settings.redis_url,

@@ -72,3 +72,29 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "not migrated: run `collab migrate`" in result.stderr
+
+
+def test_the_head_serving_checks_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    url = "sqlite+aiosqlite:///unused.db"
+    script = ScriptDirectory.from_config(migrations.alembic_config(url))
+    assert script.get_current_head() == migrations.HEAD
+
+
+def test_serving_imports_only_what_it_uses() -> None:
+    """A server imports no Alembic (it compares with HEAD), and no redis-py or HTTP
+    client unless Redis or webhooks are configured: a tenth of its start each."""
+    probe = (
+        "import sys, collab.web.app, collab.cli; collab.web.app.create_app(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'redis', 'httpx'}))"
+    )
+    found = subprocess.run(
+        [str(BIN / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")},
+    )
+    assert found.stdout.strip() == "[]"
