@@ -697,9 +697,9 @@ async def test_parses_beyond_the_queue_are_refused_busy(
 async def test_writing_many_paragraphs_runs_off_the_event_loop(
     start_server: ServerFactory, doc_id: str
 ) -> None:
-    # 40 000 paragraphs: Yjs takes seconds to write them (its inserts are linear each).
+    # 20 000 paragraphs: Yjs takes a second to write them (its inserts are linear each).
     server = start_server(max_json_body=200_000)
-    many = "a\n" * 40_000
+    many = "a\n" * 20_000
     async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
         await http.post("/api/documents", json={"id": doc_id})
         loop = asyncio.get_running_loop()
