@@ -140,6 +140,8 @@ class Room:
         doc = self.doc
         if checked.parents and strict:
             _check_parents(doc, checked.parents)
+        if checked.deletions and strict:
+            _check_deletions(doc, checked.deletions)
         found = None
         if checked.types or self._waiting:
             found = self._nesting(doc, update, types=checked.types, strict=strict)
@@ -244,6 +246,24 @@ def _from_yrs(exc: BaseException) -> bool:
     """Whether pycrdt raised it: an error, or a Rust panic (PanicException derives
     from BaseException, so that ``except Exception`` does not catch it)."""
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _check_deletions(doc: Doc[Any], deletions: yupdate.Deletions) -> None:
+    """Each deleted range starts and ends between characters: yrs splits an item where
+    a deletion ends, and one split inside a two-unit character (an emoji) encodes one
+    unit short, so that the document no longer decodes (no client makes such a
+    deletion; a crafted one poisons the stored document)."""
+    state = decode_state_vector(doc.get_state())
+    for client, clock, length in deletions:
+        known = state.get(client, 0)
+        for edge in (clock, clock + length):
+            if not 0 < edge < known:
+                continue  # at either end of the client's structs: no character there
+            # The document from the unit before the edge on: a character of two units
+            # there means the edge is inside it.
+            since = encode_state_vector({**state, client: edge - 1})
+            if yupdate.starts_astral(doc.get_update(since)):
+                raise yupdate.MalformedUpdate("a deletion splits a character")
 
 
 def _check_parents(doc: Doc[Any], parents: list[yupdate.ID]) -> None:

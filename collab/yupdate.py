@@ -126,14 +126,18 @@ class Checked(NamedTuple):
     parents: list[ID]
     # Whether it creates shared types (only those can nest the document deeper).
     types: bool
+    # What it deletes, as (client, clock, length): each range must end between
+    # characters, which only the document can tell.
+    deletions: Deletions
 
 
 def inspect(update: bytes, max_depth: int) -> Checked:
     """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update."""
     reader = _Reader(update)
-    ranges = _walk(reader, max_depth, None)
+    deletions: Deletions = []
+    ranges = _walk(reader, max_depth, None, deletions)
     parents = [] if reader.parents is None else _outside_parents(reader, ranges)
-    return Checked(parents, reader.types is not None)
+    return Checked(parents, reader.types is not None, deletions)
 
 
 def check(update: bytes, max_depth: int) -> list[ID]:
@@ -156,7 +160,10 @@ def split(update: bytes) -> tuple[Structs, Deletions]:
 
 
 def _walk(
-    reader: _Reader, max_depth: int, parts: tuple[Structs, Deletions] | None
+    reader: _Reader,
+    max_depth: int,
+    parts: tuple[Structs, Deletions] | None,
+    deletions: Deletions | None = None,
 ) -> dict[int, tuple[int, int]]:
     """Check the whole update; the clock range each client's structs cover. With
     ``parts``, each struct's bytes and each deletion are collected there."""
@@ -179,7 +186,7 @@ def _walk(
             if clock > MAX_CLOCK:
                 raise MalformedUpdate("a clock out of range")
         ranges[client] = (start, clock)
-    _delete_set(reader, None if parts is None else parts[1])
+    _delete_set(reader, deletions if parts is None else parts[1])
     if reader.pos != reader.end:
         raise MalformedUpdate("trailing bytes after the update")
     return ranges
@@ -217,6 +224,37 @@ def parent_kind(diff: bytes) -> str:
     reader.uint()
     kind = reader.byte() & _BITS5
     return "type" if kind == _TYPE else "deleted" if kind == _GC else "other"
+
+
+def starts_astral(diff: bytes) -> bool:
+    """Whether the first struct of ``diff`` (yrs's own encoding, from some clock on) is
+    text that begins with a character outside the BMP, two UTF-16 units: then the clock
+    after it falls inside that character."""
+    reader = _Reader(diff)
+    if reader.count() == 0:
+        return False
+    reader.count()
+    reader.uint()
+    reader.uint()
+    info = reader.byte()
+    if info & _BITS5 != _STRING:
+        return False
+    if info & _ORIGIN:
+        reader.uint()
+        reader.uint()
+    if info & _RIGHT_ORIGIN:
+        reader.uint()
+        reader.uint()
+    if not info & (_ORIGIN | _RIGHT_ORIGIN):
+        if reader.uint() == 1:
+            reader.string()
+        else:
+            reader.uint()
+            reader.uint()
+        if info & _PARENT_SUB:
+            reader.string()
+    text = reader.string()
+    return bool(text) and text[0] > "\uffff"
 
 
 def check_state_vector(state_vector: bytes) -> None:

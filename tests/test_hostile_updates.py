@@ -7,10 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pycrdt import Doc, Text, write_var_uint
 
 from collab import protocol
 from collab.closecodes import CloseCode
+from collab.room import Room
 from collab.settings import Settings
+from collab.yupdate import MalformedUpdate
 
 from .conftest import ServerFactory
 from .corpus import (
@@ -143,3 +146,45 @@ async def test_trailing_junk_is_refused_not_relayed_nor_stored(
     async with httpx.AsyncClient(base_url=server.url) as http:
         info = (await http.get(f"/api/documents/{doc_id}")).json()
     assert info["size_bytes"] < 1024
+
+
+def _deletion(client: int, clock: int, length: int) -> bytes:
+    """An update that deletes ``length`` units of ``client`` from ``clock`` on."""
+    return (
+        b"\x00\x01"
+        + write_var_uint(client)
+        + b"\x01"
+        + write_var_uint(clock)
+        + write_var_uint(length)
+    )
+
+
+@pytest.mark.parametrize(("clock", "length"), [(2, 1), (1, 1), (2, 3), (0, 2)])
+def test_a_deletion_inside_an_emoji_is_refused(clock: int, length: int) -> None:
+    """yrs splits an item where a deletion starts or ends; split inside a two-unit
+    character, it encodes one unit short and the document no longer decodes."""
+    writer: Doc[Any] = Doc(client_id=9)
+    writer.get("text", type=Text).insert(0, "a😀bc")  # units: a, 😀 (1-2), b, c
+    room = Room("emoji", Doc())
+    room.apply_update(writer.get_update(), "peer")
+    with pytest.raises(MalformedUpdate, match="splits a character"):
+        room.apply_update(_deletion(9, clock, length), "peer")
+    again: Doc[Any] = Doc()
+    again.apply_update(room.doc.get_update())
+    assert str(again.get("text", type=Text)) == "a😀bc"
+
+
+# pycrdt's Text counts UTF-8 bytes: a 0-1, 😀 1-5, b 5-6, c 6-7.
+@pytest.mark.parametrize(("start", "end"), [(1, 5), (0, 5), (5, 7), (0, 7), (6, 7), (1, 6)])
+def test_deletions_between_characters_are_taken(start: int, end: int) -> None:
+    writer: Doc[Any] = Doc(client_id=9)
+    text = writer.get("text", type=Text)
+    text.insert(0, "a😀bc")
+    room = Room("emoji", Doc())
+    room.apply_update(writer.get_update(), "peer")
+    before = writer.get_state()
+    del text[start:end]
+    room.apply_update(writer.get_update(before), "peer")
+    again: Doc[Any] = Doc()
+    again.apply_update(room.doc.get_update())
+    assert str(again.get("text", type=Text)) == str(text)
