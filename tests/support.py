@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import http.client
+import json
 import os
 import shutil
 import signal as signals
@@ -233,7 +234,7 @@ class CollabServer:
             **(env or {}),
         }
         self.log_path = Path(tempfile.mkstemp(prefix="collab-server-", suffix=".log")[1])
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | Forked | None = None
         self.args: list[str] = []  # more arguments for the command
 
     def ws_url(self, doc_id: str) -> str:
@@ -247,9 +248,13 @@ class CollabServer:
 
     def launch(self) -> CollabServer:
         """Start the process without waiting for it to serve (to start several at once)."""
+        command = [*self.command(), *self.args]
+        if command[0] == str(BIN / "collab") and FORK:
+            self.process = zygote().spawn(command[1:], self.env, ROOT, self.log_path)
+            return self
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*self.command(), *self.args],
+                command,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -307,6 +312,86 @@ class CollabServer:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")
+
+
+# COLLAB_TEST_FORK=0: start each server as its own `collab serve` process instead.
+FORK = os.environ.get("COLLAB_TEST_FORK", "1") != "0"
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Forked:
+    """A server forked by the zygote and adopted by this process (its subreaper):
+    waited for, signalled and killed like a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"collab server {self.pid}", timeout or 0)
+            time.sleep(0.01)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signals.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signals.SIGKILL)
+
+
+class Zygote:
+    """tests/zygote.py: one per test process, forking servers from a process that has
+    already imported collab."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        # Orphans (the zygote's grandchildren) become this process's children.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        self.process = subprocess.Popen(
+            [str(BIN / "python"), str(ROOT / "tests" / "zygote.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            text=True,
+        )
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Forked:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the test zygote exited {self.process.wait()}")
+        return Forked(int(answer))
+
+
+_zygote: Zygote | None = None
+
+
+def zygote() -> Zygote:
+    global _zygote
+    if _zygote is None or _zygote.process.poll() is not None:
+        _zygote = Zygote()
+    return _zygote
 
 
 class HostServer(CollabServer):
