@@ -260,6 +260,7 @@ async def test_a_fast_sender_does_not_keep_its_writes_waiting(start_server: Serv
         stored = await store.load("fast")
     finally:
         await store.close()
-    # Written as they were read, a round every 0.1 s or so: many rows, not two.
-    assert len(stored.updates) >= 5, len(stored.updates)
+    # Written as they were read, a round every 0.1 s or so: more rows than the two of
+    # a reader that never gives way (a quiet machine reads it all in about 0.3 s).
+    assert len(stored.updates) >= 3, len(stored.updates)
     assert str(build_doc(stored.snapshot, stored.updates).get("text", type=Text)) == str(text)
