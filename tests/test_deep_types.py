@@ -32,7 +32,8 @@ def _nested_then_deleted(depth: int) -> bytes:
     """One update that builds the nest and deletes it (encoded by hand: deleting it
     here would crash the test too)."""
     doc: Doc[Any] = Doc()
-    _nest(doc.get("default", type=XmlFragment), depth)
+    with doc.transaction():
+        _nest(doc.get("default", type=XmlFragment), depth)
     # The delete set alone: no structs, one client, one range, from the top element on.
     client = write_var_uint(doc.client_id)
     deletion = b"\x00\x01" + client + b"\x01" + write_var_uint(0) + write_var_uint(depth)

@@ -26,6 +26,9 @@ from .test_editor_browser import (
 
 __all__ = ["browser", "new_context", "secured_server"]  # fixtures
 
+# A token that expires during the test: the editor renews it a third of its time early.
+TTL = 10
+
 
 def _join_as_guest(context: Any, link: str, name: str) -> Page:
     page = context.new_page()
@@ -85,8 +88,8 @@ def test_a_short_token_is_renewed_and_editing_goes_on(
 ) -> None:
     base_url = secured_server.base_url
     doc_id = new_doc_id()
-    short = token(sub="rhea", name="Rhea", docs=[doc_id], ttl=20, iat=int(time.time()))
-    expires = time.time() + 20
+    short = token(sub="rhea", name="Rhea", docs=[doc_id], ttl=TTL, iat=int(time.time()))
+    expires = time.time() + TTL
     page = new_context().new_page()
     page.goto(f"{base_url}/d/{doc_id}?token={short}")
     expect(status(page)).to_have_attribute("data-state", "connected")
@@ -167,13 +170,13 @@ def test_a_host_refresh_url_renews_the_token(tmp_path: Path, new_context: Contex
             "COLLAB_AUTH_SECRET": SECRET,
             "COLLAB_TOKEN_REFRESH_URL": "/host/token",
             "HOST_EVENTS": str(events),
-            "HOST_TOKEN_TTL": "20",
+            "HOST_TOKEN_TTL": str(TTL),
         },
     ).start()
     try:
         doc_id = new_doc_id()
-        short = token(sub="carol", name="Carol Danvers", docs=[doc_id], ttl=20)
-        expires = time.time() + 20
+        short = token(sub="carol", name="Carol Danvers", docs=[doc_id], ttl=TTL)
+        expires = time.time() + TTL
         context = new_context()
         context.add_cookies([{"name": "session", "value": "carol:rw", "url": host.url}])
         page = context.new_page()
