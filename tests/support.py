@@ -250,7 +250,10 @@ class CollabServer:
         """Start the process without waiting for it to serve (to start several at once)."""
         command = [*self.command(), *self.args]
         if command[0] == str(BIN / "collab") and FORK:
-            self.process = zygote().spawn(command[1:], self.env, ROOT, self.log_path)
+            self.process = zygote().spawn("collab", command[1:], self.env, ROOT, self.log_path)
+            return self
+        if command[:3] == [str(BIN / "python"), "-m", "uvicorn"] and FORK:
+            self.process = zygote().spawn("uvicorn", command[3:], self.env, ROOT, self.log_path)
             return self
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -372,10 +375,12 @@ class Zygote:
             text=True,
         )
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Forked:
+    def spawn(
+        self, program: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path
+    ) -> Forked:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
-        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
+        request = {"program": program, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         answer = self.process.stdout.readline()

@@ -2,11 +2,13 @@
 collab, instead of starting Python afresh for each: most of a server's start (0.4 of
 its 0.46 CPU-seconds) is imports, and the suite starts some 370 servers.
 
-Reads one JSON request a line on stdin, ``{"argv", "env", "cwd", "log"}``, and answers
-the new server's pid. The server is forked twice, so that it is re-parented to the
+Reads one JSON request a line on stdin, ``{"program", "argv", "env", "cwd", "log"}``
+(``program``: "collab", or "uvicorn" for a host application embedding collab), and
+answers the new server's pid. The server is forked twice, so that it is re-parented to the
 test process (a child subreaper, see ``tests/support.py``), which waits for it as for
 any child. Each server then runs ``collab.cli.main(argv)`` exactly as the console
-script does, with its own environment, directory and log file.
+script does (or uvicorn's command line), with its own environment, directory and log
+file.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import sys
 import traceback
 
 # What `collab serve` imports, done once here rather than in every server.
+import fastapi
 import uvicorn.config
 import uvicorn.lifespan.on
 import uvicorn.loops.uvloop
-import uvicorn.main
+from uvicorn.main import main as uvicorn_command
 
 import collab.cli
 import collab.web.app
@@ -28,7 +31,7 @@ import collab.web.httpprotocol
 import collab.web.server
 import collab.web.wsprotocol
 
-PRELOADED = (uvicorn.config, uvicorn.lifespan.on, uvicorn.loops.uvloop, uvicorn.main)
+PRELOADED = (fastapi, uvicorn.config, uvicorn.lifespan.on, uvicorn.loops.uvloop)
 
 
 def serve(request: dict[str, object]) -> None:
@@ -49,7 +52,12 @@ def serve(request: dict[str, object]) -> None:
         os.environ.update(env)
         argv = request["argv"]
         assert isinstance(argv, list)
-        code = collab.cli.main(argv)
+        if request.get("program") == "uvicorn":
+            sys.path.insert(0, str(request["cwd"]))  # as `python -m uvicorn` finds the app
+            uvicorn_command.main(args=argv, prog_name="uvicorn", standalone_mode=False)
+            code = 0
+        else:
+            code = collab.cli.main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
