@@ -138,13 +138,18 @@ class Room:
             return
         checked = yupdate.inspect(update, self.max_depth)
         doc = self.doc
+        # The document's clocks, read once for the checks of a client's update that
+        # need them (a keystroke needs none).
+        state: dict[int, int] = {}
+        if strict and (checked.parents or checked.deletions or checked.types or self._waiting):
+            state = decode_state_vector(doc.get_state())
         if checked.parents and strict:
-            _check_parents(doc, checked.parents)
+            _check_parents(doc, state, checked.parents)
         if checked.deletions and strict:
-            _check_deletions(doc, checked.deletions)
+            _check_deletions(doc, state, checked.deletions)
         found = None
         if checked.types or self._waiting:
-            found = self._nesting(doc, update, types=checked.types, strict=strict)
+            found = self._nesting(doc, state, update, types=checked.types, strict=strict)
         self._integrated = None
         try:
             doc.apply_update(update)
@@ -172,7 +177,7 @@ class Room:
             listener(self, update, origin)
 
     def _nesting(
-        self, doc: Doc[Any], update: bytes, *, types: bool, strict: bool
+        self, doc: Doc[Any], state: dict[int, int], update: bytes, *, types: bool, strict: bool
     ) -> Nesting | None:
         """The depths of the types ``update`` creates (None if it creates none); from a
         client, MalformedUpdate if that would nest the document deeper than
@@ -185,7 +190,6 @@ class Room:
             found = nesting(update, self._depths)
         if not strict:
             return found
-        state = decode_state_vector(doc.get_state())
         waiting = found is not None and waits(found, state)
         if waiting and len(self._waiting) >= MAX_WAITING:
             raise yupdate.MalformedUpdate("too many shared types wait for structs to come")
@@ -248,12 +252,11 @@ def _from_yrs(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
-def _check_deletions(doc: Doc[Any], deletions: yupdate.Deletions) -> None:
+def _check_deletions(doc: Doc[Any], state: dict[int, int], deletions: yupdate.Deletions) -> None:
     """Each deleted range starts and ends between characters: yrs splits an item where
     a deletion ends, and one split inside a two-unit character (an emoji) encodes one
     unit short, so that the document no longer decodes (no client makes such a
     deletion; a crafted one poisons the stored document)."""
-    state = decode_state_vector(doc.get_state())
     for client, clock, length in deletions:
         known = state.get(client, 0)
         for edge in (clock, clock + length):
@@ -266,10 +269,9 @@ def _check_deletions(doc: Doc[Any], deletions: yupdate.Deletions) -> None:
                 raise yupdate.MalformedUpdate("a deletion splits a character")
 
 
-def _check_parents(doc: Doc[Any], parents: list[yupdate.ID]) -> None:
-    """Each parent is in ``doc`` and a shared type (or deleted): yrs would fail part-way
-    on one that is not, and one still to come could be an item that is not."""
-    state = decode_state_vector(doc.get_state())
+def _check_parents(doc: Doc[Any], state: dict[int, int], parents: list[yupdate.ID]) -> None:
+    """Each parent is in ``doc`` (at ``state``) and a shared type (or deleted): yrs would
+    fail part-way on one that is not, and one still to come could be an item that is not."""
     for client, clock in parents:
         if clock >= state.get(client, 0):
             raise yupdate.MalformedUpdate("an item's parent is not in the document")
