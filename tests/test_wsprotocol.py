@@ -12,7 +12,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
 from collab.web.wsextension import FRAMES
-from collab.web.wsprotocol import BatchingWebSocketProtocol, binary_frame
+from collab.web.wsprotocol import FLUSH_TURN, BatchingWebSocketProtocol, binary_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])
@@ -78,17 +78,17 @@ async def _accepted() -> tuple[_Socket, Callable[[bytes], bool], asyncio.Event]:
     return socket, write_now, done
 
 
-async def test_a_pass_writes_its_first_message_at_once_and_the_rest_together() -> None:
+async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None:
     socket, write_now, done = await _accepted()
     before = len(socket.writes)
     assert [write_now(b"one"), write_now(b"two"), write_now(b"three")] == [True] * 3
-    assert socket.writes[before:] == [binary_frame(b"one")]  # at once
-    await asyncio.sleep(0)  # the end of the pass
+    assert socket.writes[before:] == []  # held for the end of the pass
+    await asyncio.sleep(0)
     assert socket.writes[before:] == [
-        binary_frame(b"one"),
-        binary_frame(b"two") + binary_frame(b"three"),
+        binary_frame(b"one") + binary_frame(b"two") + binary_frame(b"three")
     ]
-    assert write_now(b"four")  # a new pass: at once again
+    assert write_now(b"four")  # a new pass
+    await asyncio.sleep(0)
     assert socket.writes[-1] == binary_frame(b"four")
     protocol = write_now.__self__  # type: ignore[attr-defined]
     protocol.pause_writing()  # the socket's buffer is full
@@ -97,4 +97,26 @@ async def test_a_pass_writes_its_first_message_at_once_and_the_rest_together() -
     assert write_now(b"again")
     socket.closing = True
     assert not write_now(b"five")  # a closing socket takes nothing
+    await asyncio.sleep(0)
+    assert socket.writes[-1] == binary_frame(b"four")  # nor writes what it held
     done.set()
+
+
+async def test_a_pass_writes_a_bounded_turn_of_sockets_and_the_rest_take_the_next() -> None:
+    """A frame for a socket still waiting its turn joins what it holds: one write."""
+    accepted = [await _accepted() for _ in range(FLUSH_TURN + 2)]
+    counts = [len(socket.writes) for socket, _, _ in accepted]
+    for _, write_now, _ in accepted:
+        assert write_now(b"one")
+    await asyncio.sleep(0)  # one pass: the first turn of sockets is written
+    written = [len(s.writes) - n for (s, _, _), n in zip(accepted, counts, strict=True)]
+    assert written == [1] * FLUSH_TURN + [0, 0]
+    for _, write_now, _ in accepted:
+        assert write_now(b"two")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    late = [s.writes[n:] for (s, _, _), n in zip(accepted, counts, strict=True)]
+    assert late[0] == [binary_frame(b"one"), binary_frame(b"two")]
+    assert late[-1] == [binary_frame(b"one") + binary_frame(b"two")]
+    for _, _, done in accepted:
+        done.set()

@@ -6,10 +6,10 @@ announced in the scope as ``extensions[FRAMES]``:
   extension such as compression was negotiated; False otherwise, and the app falls
   back to an awaited send. A broadcast to N peers then costs no task switch and no
   ASGI message per peer, and the frame header is built once for all N (they get the
-  same bytes). A socket's first message in a pass of the event loop is written at
-  once; the ones after it in the same pass are held and written together at the end
-  of the pass: under load, when many updates arrive in one pass, a peer costs two
-  system calls for all of them, not one each.
+  same bytes). A socket's messages of one pass of the event loop are held and
+  written together at the end of the pass, at most FLUSH_TURN sockets a pass (see
+  ``_Corked``): under load, when many updates arrive in one pass or while a large
+  room is being written, a peer costs one system call for all of them, not one each.
 - one ASGI send may carry several binary messages (``message[FRAMES]``), written in
   one call: a peer that fell behind costs one write for its whole queue.
 - ``closing() -> bool``: whether the connection is going (closed by either side, or
@@ -139,35 +139,53 @@ def binary_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-class _Corked:
-    """The sockets written to during this pass of the event loop, and the one
-    callback that writes what they hold at the end of the pass."""
+# Sockets written by one callback of the end-of-pass flush, at most; the rest wait for
+# the next pass (see _Corked).
+FLUSH_TURN = 128
 
-    __slots__ = ("protocols",)
+
+class _Corked:
+    """The sockets that hold frames, in the order they were first given one, and the
+    callback that writes them.
+
+    A pass of the event loop writes at most FLUSH_TURN of them, then lets the loop
+    read. Writing a room of a thousand peers takes milliseconds: an update that
+    arrives meanwhile joins the frames still held for the peers not yet written, so
+    each of them gets both in one write, and the peers already written get it in the
+    next round. Under load the writes become one round over the sockets, each write
+    carrying all its socket got since its last one: fewer writes the busier the
+    server, and no frame waits longer than one round."""
+
+    __slots__ = ("protocols", "scheduled")
 
     def __init__(self) -> None:
         self.protocols: list[BatchingWebSocketProtocol] = []
+        self.scheduled = False
 
     def add(self, protocol: BatchingWebSocketProtocol) -> None:
-        if not self.protocols:
-            asyncio.get_running_loop().call_soon(self.flush)
         self.protocols.append(protocol)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        protocols, self.protocols = self.protocols, []
-        for protocol in protocols:
+        protocols = self.protocols
+        if len(protocols) > FLUSH_TURN:
+            turn = protocols[:FLUSH_TURN]
+            del protocols[:FLUSH_TURN]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            turn, self.protocols = protocols, []
+            self.scheduled = False
+        for protocol in turn:
             protocol.flush()
 
 
 _corked = _Corked()
 
 
-_WROTE: list[bytes] = []  # a socket's ``out`` after its first write of a pass
-
-
 class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
-    # None: not written to in this pass; _WROTE: written to, holding nothing; else the
-    # frames held for the end of the pass.
+    # The frames held for the next flush of the corked sockets; None if none are.
     out: list[bytes] | None = None
     paused = False  # the transport's buffer is over its high-water mark
     timed_out = False  # closed because the client stopped answering pings
@@ -228,11 +246,8 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
         frame = cache.frame if payload is cache.payload else cache.frame_of(payload)
         out = self.out
         if out is None:
-            self.transport.write(frame)
-            self.out = _WROTE
-            _corked.add(self)
-        elif out is _WROTE:
             self.out = [frame]
+            _corked.add(self)
         else:
             out.append(frame)
         return True
