@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { SERVERS, BENCH_DIR, ROOT, startServer, canPin, nproc, CPU_PIN } from './lib/servers.mjs'
 import { fanout, manydocs, saturation, coldload, writerate, WRITES_ENV } from './lib/scenarios.mjs'
-import { renderTable, renderStorage, storageSummary, renderHooks, hooksSummary, renderCluster, renderTrace, traceLine, traceSummary, headline, LEGEND } from './lib/report.mjs'
+import { renderTable, renderStorage, storageSummary, renderSaturation, saturationSummary, renderHooks, hooksSummary, renderCluster, renderTrace, traceLine, traceSummary, headline, LEGEND } from './lib/report.mjs'
 import { cluster, clusterSummary } from './lib/cluster.mjs'
 import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './lib/infra.mjs'
 import { traceScenario } from './lib/trace.mjs'
@@ -38,7 +38,11 @@ const HELP = `usage: bash bench/run [options]
   --full-receivers N  receivers with a full Y.Doc, checked for convergence (default 10)
   --docs N            documents in manydocs, 2 clients each (default 1000)
   --sat-clients N     clients in saturation (default 50)
-  --sat-rates LIST    edits/s per writer, tried in order (default 10,20,50,100,200,400,800)
+  --sat-rates LIST    edits/s per writer, tried in rising order (default
+                      10,20,50,100,150,200,300,400,500,600,800; --quick 10,50,200)
+  --sat-common-rate R edits/s per writer at which every server's CPU µs per
+                      delivered update is compared (default 200; added to
+                      --sat-rates if missing)
   --cold-edits N      edits building the cold-load document (default 20000)
   --cold-bytes N      size of that text (default 1000000)
   --write-rate R      edits/s of the one writer in 'writes' (default 100)
@@ -106,6 +110,7 @@ const { values: a } = parseArgs({
     docs: { type: 'string' },
     'sat-clients': { type: 'string' },
     'sat-rates': { type: 'string' },
+    'sat-common-rate': { type: 'string' },
     'cold-edits': { type: 'string' },
     'cold-bytes': { type: 'string' },
     'trace-edits': { type: 'string' },
@@ -138,6 +143,7 @@ const o = {
   docs: Number(a.docs || (q ? 100 : 1000)),
   satClients: Number(a['sat-clients'] || (q ? 20 : 50)),
   satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800]),
+  satCommonRate: Number(a['sat-common-rate'] || 200),
   satWarmup: q ? 0.5 : 1,
   satWindow: q ? 2 : 5,
   satP99Ms: 100,
@@ -183,6 +189,7 @@ const o = {
 const scenarios = a.scenarios ? list(a.scenarios) : ALL_SCENARIOS
 for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unknown scenario ${s}`); process.exit(2) }
 for (const c of o.clusterCpu) if (!['cap', 'shared'].includes(c)) { console.error(`unknown --cluster-cpu ${c}`); process.exit(2) }
+if (!(o.satCommonRate > 0) || !o.satRates.every(r => r > 0)) { console.error('--sat-rates and --sat-common-rate must be positive numbers'); process.exit(2) }
 if (!(o.clusterShare > 0 && o.clusterShare <= 1)) { console.error('--cluster-share must be in (0, 1]'); process.exit(2) }
 for (const d of o.traceDatabases) if (!['sqlite', 'postgresql'].includes(d)) { console.error(`unknown --trace-databases ${d}`); process.exit(2) }
 if (!['lifted', 'server'].includes(o.traceLimits)) { console.error(`unknown --trace-limits ${o.traceLimits}`); process.exit(2) }
@@ -447,11 +454,13 @@ fs.rmSync(tmpRoot, { recursive: true, force: true })
 // --- report
 const table = renderTable(results, servers.map(s => s.name))
 const storage = renderStorage(results)
+const saturationMd = renderSaturation(results)
 const clusterMd = renderCluster(results)
 const traceMd = renderTrace(results)
 const hooksMd = renderHooks(results)
 console.log('')
 console.log(table)
+if (saturationMd) console.log('\n' + saturationMd)
 if (storage) console.log('\n' + storage)
 if (hooksMd) console.log('\n' + hooksMd)
 if (clusterMd) console.log('\n' + clusterMd)
@@ -464,7 +473,7 @@ if (failed.length) {
 if (!a['no-save']) {
   const outDir = path.resolve(a.out || path.join(BENCH_DIR, 'results'))
   fs.mkdirSync(outDir, { recursive: true })
-  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), storage: storageSummary(results), hooks: hooksSummary(results), cluster: clusterSummary(results), trace: traceSummary(results), results }, null, 2) + '\n'
+  const json = JSON.stringify({ machine, options: o, scenarios, skipped_servers: skipped, headline: headline(results), saturation: saturationSummary(results), storage: storageSummary(results), hooks: hooksSummary(results), cluster: clusterSummary(results), trace: traceSummary(results), results }, null, 2) + '\n'
   const md = `# collab benchmark, ${machine.date}\n\n` +
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
@@ -472,7 +481,7 @@ if (!a['no-save']) {
     `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
     (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
-    table + '\n\n' + (storage ? storage + '\n\n' : '') + (hooksMd ? hooksMd + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND
+    table + '\n\n' + (saturationMd ? saturationMd + '\n\n' : '') + (storage ? storage + '\n\n' : '') + (hooksMd ? hooksMd + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND
   for (const name of [stamp, 'latest']) {
     fs.writeFileSync(path.join(outDir, `${name}.json`), json)
     fs.writeFileSync(path.join(outDir, `${name}.md`), md)

@@ -28,7 +28,10 @@ const other = (r) => {
   const noisy = r.other_load_pct > 20 ? `; ⚠ other load ${r.other_load_pct}% CPU` : ''
   if (f === 'fanout') return `${r.edits_per_s} edits/s → ${r.clients} clients; connect ${r.connect_s}s${noisy}`
   if (f === 'manydocs') return `RSS ${r.server_rss_before_mb}→${r.server_rss_after_mb} MB = ${r.rss_per_connection_kb} KiB/conn; ${r.connects_per_s} conn/s; after close ${r.server_rss_after_close_mb} MB`
-  if (f === 'saturation') return `${r.max_edits_per_s ? `max ${r.max_edits_per_s}` : `< ${r.steps && r.steps[0] ? r.steps[0].edits_per_s : '?'}`} edits/s with p99 ≤ ${r.p99_limit_ms} ms (stopped ${r.stopped})${noisy}`
+  if (f === 'saturation') {
+    const common = r.common_rate_server_cpu_us_per_delivery != null ? `${r.common_rate_server_cpu_us_per_delivery} CPU µs/upd` : r.common_rate_missing
+    return `${r.max_edits_per_s ? `max ${r.max_edits_per_s}` : `< ${r.steps && r.steps[0] ? r.steps[0].edits_per_s : '?'}`} edits/s with p99 ≤ ${r.p99_limit_ms} ms (stopped ${r.stopped}); at the common rate ${r.common_rate_per_writer}/writer: ${common}${noisy}`
+  }
   if (f === 'coldload') return `${r.doc_chars} chars/${r.edits} edits: cold open ${r.cold_open_ms} ms, warm ${r.warm_open_ms} ms; ingest ${r.ingest_edits_per_s} edits/s${r.restarted ? '' : ' (no restart)'}`
   if (f === 'storeopen') return `${mb(r.snapshot_bytes)} MB snapshot + ${r.log_rows} log rows (${mb(r.log_bytes)} MB): Persistence.load ${r.open_ms} ms = DB read ${r.db_read_ms} + build ${r.build_ms} ms (median of ${r.runs}); raw pycrdt apply of the snapshot ${r.raw_apply_ms} ms`
   if (f === 'cluster') {
@@ -70,6 +73,42 @@ export const storageSummary = (results) => {
     edits_per_s: r.edits_per_s, window_s: r.window_s, rows_per_s: r.rows_per_s ?? null, transactions_per_s: r.transactions_per_s ?? null, rows_per_transaction: r.rows_per_transaction ?? null, error: r.error ?? null
   }))
   return { persistence_on_off: persistence, open_from_snapshot_and_log: open, rows_written: writes }
+}
+
+// Saturation: the maximum (p99 ≤ limit), and the server CPU per delivered update at
+// the common rate every server runs (less noisy than the maximum), with the
+// generator's CPU and event-loop delay at the maximum step.
+export const saturationSummary = (results) => {
+  const runs = results.filter(r => family(r.scenario) === 'saturation')
+  if (!runs.length) return null
+  const base = runs.find(r => r.server === 'hocuspocus')
+  return runs.map(r => ({
+    server: r.server,
+    max_edits_per_s: r.max_edits_per_s ?? null,
+    max_rate_per_writer: r.max_rate_per_writer ?? null,
+    stopped: r.stopped ?? null,
+    common_rate_per_writer: r.common_rate_per_writer ?? null,
+    common_rate_edits_per_s: r.common_rate_edits_per_s ?? null,
+    common_rate_server_cpu_us_per_delivery: r.common_rate_server_cpu_us_per_delivery ?? null,
+    common_rate_missing: r.common_rate_missing ?? null,
+    common_rate_cpu_over_hocuspocus: base ? ratio(r.common_rate_server_cpu_us_per_delivery, base.common_rate_server_cpu_us_per_delivery) : null,
+    gen_cpu_pct_at_max: r.gen_cpu_pct ?? null,
+    gen_loop_delay_p99_ms_at_max: r.gen_loop_delay_p99_ms ?? null,
+    converged: r.converged ?? null,
+    error: r.error ? String(r.error).split('\n')[0] : null
+  }))
+}
+
+export const renderSaturation = (results) => {
+  const rows = saturationSummary(results)
+  if (!rows) return ''
+  const table = (head, body) => [head, head.map(() => '---'), ...body].map(r => `| ${r.map(fmt).join(' | ')} |`).join('\n')
+  const rate = rows.find(x => x.common_rate_per_writer !== null)
+  const out = ['## Saturation\n']
+  out.push(`Rising edits/s per writer until p99 > 100 ms or deliveries fall behind. **CPU µs/upd at the common rate**: server CPU per delivered update at ${rate ? rate.common_rate_per_writer : '?'} edits/s per writer, a step every server runs (less noisy than the maximum).\n`)
+  out.push(table(['server', 'max edits/s (p99 ≤ 100 ms)', 'CPU µs/upd at the common rate', 'CPU / hocuspocus', 'gen CPU % at max', 'gen loop delay p99 ms at max'],
+    rows.map(x => x.error && x.max_edits_per_s === null ? [x.server, `ERROR: ${x.error.slice(0, 80)}`, '–', '–', '–', '–'] : [x.server, x.max_edits_per_s, x.common_rate_server_cpu_us_per_delivery ?? `– (${x.common_rate_missing})`, x.common_rate_cpu_over_hocuspocus, x.gen_cpu_pct_at_max, x.gen_loop_delay_p99_ms_at_max])))
+  return out.join('\n')
 }
 
 // What an embedding host's on_change hook costs: collab vs collab-hooks, fan-out of

@@ -330,7 +330,10 @@ export const saturation = async (server, o) => {
   let best = null
   const tEnd = performance.now() + o.satMaxS * 1000
   const okStep = (m) => m.p99_ms !== null && m.p99_ms <= o.satP99Ms && m.delivered_per_s >= 0.9 * m.expected_deliveries_per_s && m.undelivered_after_drain === 0
-  for (const rate of o.satRates) {
+  // the common rate is a step of every server's climb, so their CPU per update compares at one load
+  const rates = [...new Set([...o.satRates, o.satCommonRate])].sort((x, y) => x - y)
+  res.rates_per_writer = rates
+  for (const rate of rates) {
     if (performance.now() > tEnd) { res.stopped = 'time budget'; break }
     // a step that fails is measured once more (one latency spike should not end the climb)
     let m
@@ -353,12 +356,27 @@ export const saturation = async (server, o) => {
     res.server_cpu_pct = best.server_cpu_pct
     res.server_cpu_us_per_delivery = best.server_cpu_us_per_delivery
     res.gen_cpu_pct = best.gen_cpu_pct
+    res.gen_loop_delay_p99_ms = best.gen_loop_delay_p99_ms
+    res.max_rate_per_writer = best.rate_per_writer
     res.other_load_pct = best.other_load_pct
     res.server_rss_mb = best.server_rss_mb
   } else {
     res.max_edits_per_s = 0
   }
   if (!res.stopped) res.stopped = 'highest rate reached'
+  // server CPU per delivered update at the common rate (the last attempt of that step counts)
+  const common = res.steps.filter(s => s.rate_per_writer === o.satCommonRate).pop()
+  res.common_rate_per_writer = o.satCommonRate
+  if (common && okStep(common)) {
+    res.common_rate_edits_per_s = common.edits_per_s
+    res.common_rate_p99_ms = common.p99_ms
+    res.common_rate_server_cpu_pct = common.server_cpu_pct
+    res.common_rate_server_cpu_us_per_delivery = common.server_cpu_us_per_delivery
+    res.common_rate_gen_cpu_pct = common.gen_cpu_pct
+  } else {
+    res.common_rate_server_cpu_us_per_delivery = null
+    res.common_rate_missing = common ? `failed at the common rate: p99 ${common.p99_ms} ms, delivered ${common.delivered_per_s}/s of ${common.expected_deliveries_per_s}/s` : `not reached (stopped ${res.stopped})`
+  }
   const c = await convergence(server, doc, peers, o.deflate)
   res.converged = c.converged
   res.errors = collectErrors(peers, server)
