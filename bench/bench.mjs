@@ -434,7 +434,12 @@ for (const scenario of scenarios) {
     } else if (scenario === 'manydocs') {
       await runOne(entry, 'manydocs', (srv) => manydocs(srv, o))
     } else if (scenario === 'saturation') {
-      await runOne(entry, 'saturation', (srv) => saturation(srv, o))
+      let first = true
+      const onStep = (m) => {
+        process.stdout.write(`${first ? '\n' : ''}    ${m.rate_per_writer}/writer = ${m.edits_per_s} edits/s${m.attempt > 1 ? ` (attempt ${m.attempt})` : ''}: p99 ${m.p99_ms} ms, delivered ${m.delivered_per_s}/s of ${m.expected_deliveries_per_s}/s, srv CPU ${m.server_cpu_pct} % = ${m.server_cpu_us_per_delivery} µs/upd, gen CPU ${m.gen_cpu_pct} %, gen loop p99 ${m.gen_loop_delay_p99_ms} ms${m.generator_bound ? ', GENERATOR-BOUND' : ''}${m.passed ? '' : ', failed'}\n`)
+        first = false
+      }
+      await runOne(entry, 'saturation', (srv) => saturation(srv, { ...o, onStep }))
     } else if (scenario === 'coldload') {
       await runOne(entry, 'coldload', async (srv, ctx) => {
         const restart = async () => {

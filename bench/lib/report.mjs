@@ -1,6 +1,7 @@
 // Result table (markdown, also printed) and the headline metric per scenario.
 
 import { clusterSummary } from './cluster.mjs'
+import { GEN_BOUND_CPU_PCT, GEN_BOUND_LOOP_P99_MS } from './scenarios.mjs'
 
 // headline metric per scenario family: [key, label, lower is better]
 const HEADLINE = {
@@ -94,6 +95,8 @@ export const saturationSummary = (results) => {
     common_rate_cpu_over_hocuspocus: base ? ratio(r.common_rate_server_cpu_us_per_delivery, base.common_rate_server_cpu_us_per_delivery) : null,
     gen_cpu_pct_at_max: r.gen_cpu_pct ?? null,
     gen_loop_delay_p99_ms_at_max: r.gen_loop_delay_p99_ms ?? null,
+    generator_bound_at_max: r.max_generator_bound ?? null,
+    steps: (r.steps || []).map(m => ({ rate_per_writer: m.rate_per_writer, attempt: m.attempt, edits_per_s: m.edits_per_s, p99_ms: m.p99_ms, server_cpu_us_per_delivery: m.server_cpu_us_per_delivery, gen_cpu_pct: m.gen_cpu_pct, gen_loop_delay_p99_ms: m.gen_loop_delay_p99_ms, passed: m.passed ?? null, generator_bound: m.generator_bound ?? null })),
     converged: r.converged ?? null,
     error: r.error ? String(r.error).split('\n')[0] : null
   }))
@@ -107,7 +110,12 @@ export const renderSaturation = (results) => {
   const out = ['## Saturation\n']
   out.push(`Rising edits/s per writer until p99 > 100 ms or deliveries fall behind. **CPU µs/upd at the common rate**: server CPU per delivered update at ${rate ? rate.common_rate_per_writer : '?'} edits/s per writer, a step every server runs (less noisy than the maximum).\n`)
   out.push(table(['server', 'max edits/s (p99 ≤ 100 ms)', 'CPU µs/upd at the common rate', 'CPU / hocuspocus', 'gen CPU % at max', 'gen loop delay p99 ms at max'],
-    rows.map(x => x.error && x.max_edits_per_s === null ? [x.server, `ERROR: ${x.error.slice(0, 80)}`, '–', '–', '–', '–'] : [x.server, x.max_edits_per_s, x.common_rate_server_cpu_us_per_delivery ?? `– (${x.common_rate_missing})`, x.common_rate_cpu_over_hocuspocus, x.gen_cpu_pct_at_max, x.gen_loop_delay_p99_ms_at_max])))
+    rows.map(x => x.error && x.max_edits_per_s === null ? [x.server, `ERROR: ${x.error.slice(0, 80)}`, '–', '–', '–', '–'] : [x.server, `${x.max_edits_per_s}${x.generator_bound_at_max ? ' (generator-bound)' : ''}`, x.common_rate_server_cpu_us_per_delivery ?? `– (${x.common_rate_missing})`, x.common_rate_cpu_over_hocuspocus, x.gen_cpu_pct_at_max, x.gen_loop_delay_p99_ms_at_max])))
+  const bound = rows.filter(x => x.generator_bound_at_max)
+  if (bound.length) out.push(`\n**${bound.map(x => x.server).join(', ')}: the maximum was reached at a generator-bound step**, so the server's true maximum is higher than reported.`)
+  out.push(`\n### Steps\n\n*generator-bound*: generator CPU > ${GEN_BOUND_CPU_PCT} % or its event-loop delay p99 > ${GEN_BOUND_LOOP_P99_MS} ms (the delay is a 5 ms timer's interval: about 6 ms when idle). A failed step is measured once more (attempt 2).\n`)
+  out.push(table(['server', 'edits/s per writer', 'attempt', 'edits/s', 'p99 ms', 'srv CPU µs/upd', 'gen CPU %', 'gen loop delay p99 ms', 'passed', 'generator-bound'],
+    rows.flatMap(x => x.steps.map(m => [x.server, m.rate_per_writer, m.attempt, m.edits_per_s, m.p99_ms, m.server_cpu_us_per_delivery, m.gen_cpu_pct, m.gen_loop_delay_p99_ms, m.passed, m.generator_bound ? 'GENERATOR-BOUND' : '']))))
   return out.join('\n')
 }
 
