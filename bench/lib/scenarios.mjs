@@ -148,10 +148,9 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
   if (caps.length) split.throttled_pct_each = thr1.map((t, i) => t && thr0[i] ? round((t.throttled_ms - thr0[i].throttled_ms) / (wall * 1e3) * 100, 1) : null)
   if (Object.keys(auxPct).length) {
     split.aux_cpu_pct = auxPct
-    // CPU per delivered update of the generator, and of everything (servers + services + generator)
+    // CPU per delivered update of everything (servers + services + generator)
     const genUs = gen1.user + gen1.system
     const auxUs = Object.keys(aux1).reduce((sum, k) => sum + aux1[k] - aux0[k], 0)
-    split.gen_cpu_us_per_delivery = delivered ? round(genUs / delivered, 2) : null
     split.all_cpu_us_per_delivery = delivered ? round((serverCpuUs + auxUs + genUs) / delivered, 2) : null
   }
   return {
@@ -167,6 +166,7 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
     server_cpu_us_per_delivery: delivered ? round(serverCpuUs / delivered, 2) : null,
     server_rss_mb: round(rss / 2 ** 20, 1),
     gen_cpu_pct: round((gen1.user + gen1.system) / (wall * 1e6) * 100, 1),
+    gen_cpu_us_per_delivery: delivered ? round((gen1.user + gen1.system) / delivered, 2) : null,
     machine_cpu_busy_pct: busy,
     other_load_pct: round(other, 0),
     gen_loop_delay_p99_ms: round(eld.percentile(99) / 1e6),
