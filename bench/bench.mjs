@@ -26,7 +26,7 @@ const HELP = `usage: bash bench/run [options]
 
   --servers LIST      comma list of: ${Object.keys(SERVERS).join(", ")} (default: all installed)
   --scenarios LIST    comma list of: ${ALL_SCENARIOS.join(', ')} (default: all)
-  --clients LIST      fan-out sizes (default 50,200,500; 1000 works too)
+  --clients LIST      fan-out sizes (default 50,200,500,1000)
   --hooks-clients LIST  fan-out sizes also run as collab-hooks (a no-op on_change
                       hook installed), right after collab's run (default 500)
   --nopersist-clients LIST  fan-out sizes also run as collab-nopersist (persistence
@@ -39,7 +39,8 @@ const HELP = `usage: bash bench/run [options]
   --docs N            documents in manydocs, 2 clients each (default 1000)
   --sat-clients N     clients in saturation (default 50)
   --sat-rates LIST    edits/s per writer, tried in rising order (default
-                      10,20,50,100,150,200,300,400,500,600,800; --quick 10,50,200)
+                      10,20,50,100,150,200,300,400,500,600,800,1000,1200,1500;
+                      --quick 10,50,200)
   --sat-common-rate R edits/s per writer at which every server's CPU µs per
                       delivered update is compared (default 200; added to
                       --sat-rates if missing)
@@ -134,7 +135,7 @@ const list = (s) => s.split(',').map(x => x.trim()).filter(Boolean)
 const nums = (s) => list(s).map(Number)
 const q = a.quick
 const o = {
-  clients: a.clients ? nums(a.clients) : (q ? [20, 50] : [50, 200, 500]),
+  clients: a.clients ? nums(a.clients) : (q ? [20, 50] : [50, 200, 500, 1000]),
   writers: Number(a.writers || (q ? 5 : 10)),
   rate: Number(a.rate || 10),
   warmup: Number(a.warmup || (q ? 1 : 2)),
@@ -142,12 +143,12 @@ const o = {
   fullReceivers: Number(a['full-receivers'] || (q ? 5 : 10)),
   docs: Number(a.docs || (q ? 100 : 1000)),
   satClients: Number(a['sat-clients'] || (q ? 20 : 50)),
-  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800]),
+  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500]),
   satCommonRate: Number(a['sat-common-rate'] || 200),
   satWarmup: q ? 0.5 : 1,
   satWindow: q ? 2 : 5,
   satP99Ms: 100,
-  satMaxS: q ? 30 : 90,
+  satMaxS: q ? 30 : 240, // 14 steps of ~7 s, each possibly twice
   coldEdits: Number(a['cold-edits'] || (q ? 2000 : 20000)),
   coldBytes: Number(a['cold-bytes'] || (q ? 100000 : 1000000)),
   coldOpens: 4,
