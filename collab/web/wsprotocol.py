@@ -39,11 +39,11 @@ import struct
 from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.utils import ClientDisconnected
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
 from ..peer import Departure
 from .wsextension import FRAMES
+from .wsslots import SlottedWebSocketsSansIOProtocol
 
 T = TypeVar("T")
 
@@ -184,7 +184,7 @@ class _Corked:
 _corked = _Corked()
 
 
-class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
+class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
     # The frames held for the next flush of the corked sockets; None if none are.
     out: list[bytes] | None = None
     paused = False  # the transport's buffer is over its high-water mark
