@@ -230,21 +230,7 @@ class SyncEndpoint:
             max_messages=settings.send_queue_messages,
             max_bytes=settings.send_queue_bytes,
         )
-        log.info(
-            "open doc=%s peer=%s client=%s user=%s mode=%s",
-            room.doc_id,
-            peer.id,
-            client,
-            grant.sub,
-            grant.mode.value,
-            extra={
-                "doc": room.doc_id,
-                "peer": peer.id,
-                "client": client,
-                "user": grant.sub,
-                "mode": grant.mode.value,
-            },
-        )
+        _log_open(room, peer, grant)
         self.stats.peers_opened += 1
         expiry = _close_at_expiry(peer, grant)
         room.join(peer)
@@ -368,6 +354,26 @@ class SyncEndpoint:
 
 # Metrics labels of refused upgrades, by HTTP status.
 _REFUSAL_REASONS = {401: "auth", 403: "auth", 429: "rate_limit"}
+
+
+def _log_open(room: Room, peer: Peer, grant: Grant) -> None:
+    # Not logged in _serve itself: logging reads its caller's frame, and a frame read
+    # from a coroutine that then waits for hours is kept as an object (360 bytes).
+    log.info(
+        "open doc=%s peer=%s client=%s user=%s mode=%s",
+        room.doc_id,
+        peer.id,
+        peer.client,
+        grant.sub,
+        grant.mode.value,
+        extra={
+            "doc": room.doc_id,
+            "peer": peer.id,
+            "client": peer.client,
+            "user": grant.sub,
+            "mode": grant.mode.value,
+        },
+    )
 
 
 def _close_at_expiry(peer: Peer, grant: Grant) -> asyncio.TimerHandle | None:
