@@ -2,8 +2,9 @@
 
 collab/web/httpprotocol.py subclasses uvicorn's httptools protocol, and
 collab/web/wsprotocol.py (``COLLAB_WS_PROTOCOL=batching``) its websockets-sansio
-protocol, driving the websockets connection inside it; both use private attributes
-that any release may change. pyproject.toml pins the tested releases, and
+protocol, driving the websockets connection inside it (collab/web/wsslots.py names
+the attributes uvicorn sets on it); both use private attributes that any release
+may change. pyproject.toml pins the tested releases, and
 ``collab serve`` refuses to start on others rather than fail in front of users. It
 refuses rather than fall back to uvicorn's own protocols: an untested uvicorn breaks
 the HTTP protocol too, which has no stock equivalent (uvicorn has no header deadline),
