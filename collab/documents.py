@@ -125,6 +125,7 @@ class Documents:
         if self.fanout is not None:
             dependencies.check(dependencies.REDIS)
         await check_schema(self.engine)
+        await self.store.open()
         # What exists now lives as long as the process: out of the collector's way, a
         # full collection scans only what the rooms and peers made (a 60-80 ms pause
         # every few seconds under load before).

@@ -9,15 +9,18 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiosqlite
 import pytest
 from pycrdt import Doc, Map, Text
 from sqlalchemy import event, insert, select, update
 
 from collab import state
 from collab.closecodes import CloseCode
+from collab.documents import Documents
 from collab.persistence import FLUSH_CONCURRENCY, Persistence
 from collab.room import Room
 from collab.schema import snapshots, updates
+from collab.settings import Settings
 from collab.sqlstore import SqlStore, create_engine
 
 from .conftest import ServerFactory
@@ -432,3 +435,34 @@ async def test_shutdown_compacts_rows_written_while_a_compaction_ran(sqlite_url:
         assert str(state.build_doc(stored.snapshot, []).get("text", type=Text)) == "during first"
     finally:
         await store.close()
+
+
+async def test_the_first_room_after_a_start_reads_on_connections_opened_at_start(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader's connections are opened, and each read run once on them, by the
+    # service's start: the first socket after a restart does not wait for their set-up.
+    store = SqlStore(create_engine(sqlite_url))
+    try:
+        source: Doc[Any] = Doc()
+        source.get("text", type=Text).insert(0, "stored before the start")
+        await store.append("first", [source.get_update()])
+        await store.compact("first")
+    finally:
+        await store.close()
+    connects: list[object] = []
+    connect = aiosqlite.connect
+
+    def counting(*args: Any, **kwargs: Any) -> aiosqlite.Connection:
+        connects.append(args)
+        return connect(*args, **kwargs)
+
+    documents = Documents(Settings(database_url=sqlite_url))
+    async with documents.running():
+        monkeypatch.setattr(aiosqlite, "connect", counting)
+        room = await documents.acquire("first")
+        try:
+            assert str(room.doc.get("text", type=Text)) == "stored before the start"
+        finally:
+            documents.release(room)
+        assert connects == []
