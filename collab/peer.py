@@ -50,6 +50,9 @@ class Departure(enum.Enum):
     TIMEOUT = "timeout"  # the client stopped answering pings
 
 
+_OPEN = PeerState.OPEN  # read per peer per message
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -128,7 +131,7 @@ class Peer:
         return self._queued
 
     def send(self, frame: bytes) -> None:
-        if self.state is not PeerState.OPEN:
+        if self.state is not _OPEN:
             return
         if not self._queued and self._write_now(frame):
             self.frames_sent += 1

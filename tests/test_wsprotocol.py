@@ -12,7 +12,12 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
 from collab.web.wsextension import FRAMES
-from collab.web.wsprotocol import FLUSH_TURN, BatchingWebSocketProtocol, binary_frame
+from collab.web.wsprotocol import (
+    FLUSH_GAP,
+    FLUSH_TURN,
+    BatchingWebSocketProtocol,
+    binary_frame,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])
@@ -87,8 +92,10 @@ async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None
     assert socket.writes[before:] == [
         binary_frame(b"one") + binary_frame(b"two") + binary_frame(b"three")
     ]
-    assert write_now(b"four")  # a new pass
+    assert write_now(b"four")  # a new pass, within FLUSH_GAP of the last round
     await asyncio.sleep(0)
+    assert socket.writes[-1] != binary_frame(b"four")
+    await asyncio.sleep(FLUSH_GAP * 2)
     assert socket.writes[-1] == binary_frame(b"four")
     protocol = write_now.__self__  # type: ignore[attr-defined]
     protocol.pause_writing()  # the socket's buffer is full
@@ -102,9 +109,26 @@ async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None
     done.set()
 
 
+async def test_rounds_of_writes_start_a_gap_apart_and_gather_what_comes_meanwhile() -> None:
+    socket, write_now, done = await _accepted()
+    await asyncio.sleep(FLUSH_GAP * 2)
+    before = len(socket.writes)
+    assert write_now(b"one")
+    await asyncio.sleep(0)  # no round for FLUSH_GAP: at the end of the pass
+    assert socket.writes[before:] == [binary_frame(b"one")]
+    for payload in (b"two", b"three"):
+        assert write_now(payload)
+        await asyncio.sleep(0)
+    assert socket.writes[before + 1 :] == []  # within the gap: held
+    await asyncio.sleep(FLUSH_GAP * 2)
+    assert socket.writes[before + 1 :] == [binary_frame(b"two") + binary_frame(b"three")]
+    done.set()
+
+
 async def test_a_pass_writes_a_bounded_turn_of_sockets_and_the_rest_take_the_next() -> None:
     """A frame for a socket still waiting its turn joins what it holds: one write."""
     accepted = [await _accepted() for _ in range(FLUSH_TURN + 2)]
+    await asyncio.sleep(FLUSH_GAP * 2)
     counts = [len(socket.writes) for socket, _, _ in accepted]
     for _, write_now, _ in accepted:
         assert write_now(b"one")
