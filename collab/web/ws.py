@@ -7,7 +7,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -98,16 +97,31 @@ def _departure_of(code: int) -> Departed | None:
 _CHANGES = (b"\x00\x01", b"\x00\x02")
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """A WebSocket that passed every check before accept, and what it was granted."""
+class Session:
+    """A socket accepted into a room, and what its tear-down needs."""
 
-    websocket: WebSocket
-    doc_id: str
-    grant: Grant
-    client: str
-    receive: Receive
-    send: Send
+    __slots__ = ("address", "expiry", "grant", "peer", "room", "transport")
+
+    def __init__(
+        self,
+        room: Room,
+        peer: Peer,
+        transport: AsgiTransport,
+        grant: Grant,
+        expiry: asyncio.TimerHandle | None,
+        address: str,
+    ) -> None:
+        self.room = room
+        self.peer = peer
+        self.transport = transport
+        self.grant = grant
+        self.expiry = expiry
+        self.address = address
+
+    def leave(self) -> None:
+        self.room.leave(self.peer)
+        if self.expiry is not None:
+            self.expiry.cancel()
 
 
 class SyncEndpoint:
@@ -128,6 +142,95 @@ class SyncEndpoint:
         self.load_failures = Repeats(LOAD_FAILURE_INTERVAL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A socket waits for its next message for hours: set-up and tear-down run in
+        # functions that have returned by then, and this frame, the read loop, is the
+        # only one of collab's it keeps alive.
+        session = await self._open(scope, receive, send)
+        if session is None:
+            return
+        peer = session.peer
+        transport = session.transport
+        try:
+            try:
+                handler = ProtocolHandler(peer, session.room, self.stats)
+                closing = transport.closing
+                settings = self.settings
+                max_size = settings.max_message_size
+                stats = self.stats
+                health = self.health
+                # Flow control, not a policy: a peer over its rate is not read again
+                # until its budget refills, so TCP slows its sender down; it is never
+                # closed for it.
+                messages = TokenBucket(
+                    settings.messages_per_second, 2 * settings.messages_per_second
+                )
+                volume = TokenBucket(
+                    settings.bytes_per_second, max_size + settings.bytes_per_second
+                )
+                clock = asyncio.get_running_loop().time
+                turn_ends = clock() + READ_TURN
+                while peer.state is PeerState.OPEN:
+                    message: Message = await receive()
+                    if message["type"] == "websocket.disconnect":
+                        _disconnected(peer, transport, message)
+                        break
+                    data = message.get("bytes")
+                    if data is None:
+                        _refuse(peer, "a text frame")
+                        peer.close(
+                            CloseCode.UNSUPPORTED_DATA, "text frames are not part of the protocol"
+                        )
+                        continue
+                    if len(data) > max_size:
+                        _refuse(peer, f"a {len(data)}-byte message")
+                        peer.close(CloseCode.MESSAGE_TOO_BIG)
+                        continue
+                    if health.behind and peer.can_write and data.startswith(_CHANGES):
+                        await self._hold(peer, closing)
+                        if peer.state is not PeerState.OPEN or closing():
+                            continue  # not applied: its client sends it again when it reconnects
+                    stats.frames_received += 1
+                    stats.bytes_received += len(data)
+                    try:
+                        handler.receive(data)
+                    except PresenceRefused as exc:
+                        _refuse(peer, exc.args[0])
+                        peer.close(exc.code, exc.reason)
+                    except UnknownMessage as exc:
+                        _refuse(peer, f"an unknown message ({exc})")
+                        peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
+                    except ProtocolError as exc:
+                        _refuse(peer, f"a malformed message ({exc})")
+                        peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
+                    wait = messages.charge()
+                    wait_bytes = volume.charge(len(data))
+                    if wait or wait_bytes:
+                        wait = max(wait, wait_bytes)
+                        stats.throttled_seconds += wait
+                        await asyncio.sleep(wait)
+                        turn_ends = clock() + READ_TURN
+                    elif clock() >= turn_ends:
+                        # Frames already queued are received without suspending: a fast
+                        # sender would keep the loop from everything else (the writes of
+                        # what it sends among them) until its queue ran dry.
+                        await asyncio.sleep(0)
+                        turn_ends = clock() + READ_TURN
+            except asyncio.CancelledError:
+                if not transport.aborted:
+                    raise
+                reader = asyncio.current_task()
+                assert reader is not None
+                reader.uncancel()
+            finally:
+                session.leave()
+            await peer.wait_closed()
+            self._closed(session)
+        finally:
+            self._release(session)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
+        """Check a connection, open its document, accept it and join it to its room;
+        None if it was refused or closed (and so needs no tear-down)."""
         websocket = WebSocket(scope, receive, send)
         doc_id: str = scope["path_params"]["doc_id"]
         address = scope["client"][0] if scope.get("client") else ""
@@ -140,7 +243,7 @@ class SyncEndpoint:
                 extra={"client": client, "doc": doc_id[:200], "status": 400, "error": "bad_doc_id"},
             )
             await _deny(websocket, 400, "bad_doc_id", docid.RULE)
-            return
+            return None
         # Everything is checked before the socket is accepted: a refused client gets
         # an HTTP error and not one byte of the document.
         try:
@@ -162,91 +265,84 @@ class SyncEndpoint:
                 },
             )
             await _deny(websocket, refused.status, refused.error, refused.detail)
-            return
+            return None
+        session: Session | None = None  # once there is one, __call__ tears it down
         try:
-            await self._open(Connection(websocket, doc_id, grant, client, receive, send))
-        finally:
-            self.access.close_connection(address)
-
-    async def _open(self, conn: Connection) -> None:
-        websocket, doc_id, client = conn.websocket, conn.doc_id, conn.client
-        try:
-            room = await self.documents.acquire(doc_id)
-        except DocumentDeleted:
-            log.warning(
-                "refused %s: document %r is deleted",
-                client,
-                doc_id,
-                extra={"client": client, "doc": doc_id, "status": 410, "error": "deleted"},
-            )
-            await _deny(websocket, 410, "deleted", "this document was deleted")
-            return
-        except Exception as exc:
-            # Clients retry a document that fails to load every second or so: its
-            # traceback once per interval, one line for each failure in between.
-            full, since = self.load_failures.hit(doc_id)
-            if full:
-                log.exception(
-                    "could not open room %r for %s%s",
-                    doc_id,
-                    client,
-                    f" ({since} more failures since the last traceback)" if since else "",
-                    extra={"client": client, "doc": doc_id, "failures": since},
-                )
-            else:
+            try:
+                room = await self.documents.acquire(doc_id)
+            except DocumentDeleted:
                 log.warning(
-                    "could not open room %r for %s: %s (failure %d since the traceback)",
-                    doc_id,
+                    "refused %s: document %r is deleted",
                     client,
-                    f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
-                    since,
-                    extra={"client": client, "doc": doc_id, "failures": since},
+                    doc_id,
+                    extra={"client": client, "doc": doc_id, "status": 410, "error": "deleted"},
                 )
-            await websocket.accept()
-            await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
-            return
-        try:
-            await self._serve(conn, room)
+                await _deny(websocket, 410, "deleted", "this document was deleted")
+                return None
+            except Exception as exc:
+                self._load_failed(doc_id, client, exc)
+                await websocket.accept()
+                await websocket.close(CloseCode.INTERNAL_ERROR, "could not load the document")
+                return None
+            try:
+                await websocket.accept()
+                # The checks have read the handshake's headers; a socket that lives for
+                # hours need not keep them.
+                headers = scope.get("headers")
+                if isinstance(headers, list):
+                    headers.clear()
+                reader = asyncio.current_task()
+                assert reader is not None
+                transport = AsgiTransport(send, reader, scope)
+                settings = self.settings
+                peer = Peer(
+                    transport,
+                    client=client,
+                    user=grant.sub,
+                    can_write=grant.can_write,
+                    max_messages=settings.send_queue_messages,
+                    max_bytes=settings.send_queue_bytes,
+                )
+                _log_open(room, peer, grant)
+                self.stats.peers_opened += 1
+                expiry = _close_at_expiry(peer, grant)
+                room.join(peer)
+                self.documents.connected(room, peer)
+                session = Session(room, peer, transport, grant, expiry, address)
+                return session
+            finally:
+                if session is None:
+                    self.documents.release(room)
         finally:
-            self.documents.release(room)
+            if session is None:
+                self.access.close_connection(address)
 
-    async def _serve(self, conn: Connection, room: Room) -> None:
-        grant, client = conn.grant, conn.client
-        await conn.websocket.accept()
-        # The checks have read the handshake's headers; a socket that lives for hours
-        # need not keep them.
-        headers = conn.websocket.scope.get("headers")
-        if isinstance(headers, list):
-            headers.clear()
-        reader = asyncio.current_task()
-        assert reader is not None
-        transport = AsgiTransport(conn.send, reader, conn.websocket.scope)
-        settings = self.settings
-        peer = Peer(
-            transport,
-            client=client,
-            user=grant.sub,
-            can_write=grant.can_write,
-            max_messages=settings.send_queue_messages,
-            max_bytes=settings.send_queue_bytes,
-        )
-        _log_open(room, peer, grant)
-        self.stats.peers_opened += 1
-        expiry = _close_at_expiry(peer, grant)
-        room.join(peer)
-        self.documents.connected(room, peer)
-        try:
-            handler = ProtocolHandler(peer, room, self.stats)
-            await self._read(conn.receive, peer, handler, transport)
-        except asyncio.CancelledError:
-            if not transport.aborted:
-                raise
-            reader.uncancel()
-        finally:
-            room.leave(peer)
-            if expiry is not None:
-                expiry.cancel()
-        await peer.wait_closed()
+    def _load_failed(self, doc_id: str, client: str, exc: Exception) -> None:
+        # Called while exc is handled: log.exception logs its traceback. Clients retry
+        # a document that fails to load every second or so: its traceback once per
+        # interval, one line for each failure in between.
+        full, since = self.load_failures.hit(doc_id)
+        if full:
+            log.exception(
+                "could not open room %r for %s%s",
+                doc_id,
+                client,
+                f" ({since} more failures since the last traceback)" if since else "",
+                extra={"client": client, "doc": doc_id, "failures": since},
+            )
+        else:
+            log.warning(
+                "could not open room %r for %s: %s (failure %d since the traceback)",
+                doc_id,
+                client,
+                f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
+                since,
+                extra={"client": client, "doc": doc_id, "failures": since},
+            )
+
+    def _closed(self, session: Session) -> None:
+        peer = session.peer
+        room = session.room
         self.stats.peer_closed(peer)
         self.documents.disconnected(room, peer)
         departure = peer.departure.value if peer.departure is not None else "client"
@@ -255,7 +351,7 @@ class SyncEndpoint:
             "close doc=%s peer=%s client=%s duration=%.1fs code=%s reason=%r by=%s",
             room.doc_id,
             peer.id,
-            client,
+            peer.client,
             duration,
             peer.close_code,
             peer.close_reason,
@@ -263,8 +359,8 @@ class SyncEndpoint:
             extra={
                 "doc": room.doc_id,
                 "peer": peer.id,
-                "client": client,
-                "user": grant.sub,
+                "client": peer.client,
+                "user": session.grant.sub,
                 "duration_ms": round(duration * 1000),
                 "code": peer.close_code,
                 "reason": peer.close_reason,
@@ -272,77 +368,11 @@ class SyncEndpoint:
             },
         )
 
-    async def _read(
-        self,
-        receive: Receive,
-        peer: Peer,
-        handler: ProtocolHandler,
-        transport: AsgiTransport,
-    ) -> None:
-        closing = transport.closing
-        settings = self.settings
-        max_size = settings.max_message_size
-        stats = self.stats
-        health = self.health
-        # Flow control, not a policy: a peer over its rate is not read again until its
-        # budget refills, so TCP slows its sender down; it is never closed for it.
-        messages = TokenBucket(settings.messages_per_second, 2 * settings.messages_per_second)
-        volume = TokenBucket(settings.bytes_per_second, max_size + settings.bytes_per_second)
-        clock = asyncio.get_running_loop().time
-        turn_ends = clock() + READ_TURN
-        while peer.state is PeerState.OPEN:
-            message: Message = await receive()
-            if message["type"] == "websocket.disconnect":
-                code = int(message.get("code", CloseCode.NORMAL))
-                departed = transport.departure
-                closed = departed() if departed is not None else _departure_of(code)
-                if closed is None:
-                    peer.disconnected(code)
-                else:
-                    departure, code, reason = closed
-                    peer.disconnected(code, reason, departure)
-                if code == CloseCode.MESSAGE_TOO_BIG:
-                    _refuse(peer, "a message over the size limit")
-                return
-            data = message.get("bytes")
-            if data is None:
-                _refuse(peer, "a text frame")
-                peer.close(CloseCode.UNSUPPORTED_DATA, "text frames are not part of the protocol")
-                continue
-            if len(data) > max_size:
-                _refuse(peer, f"a {len(data)}-byte message")
-                peer.close(CloseCode.MESSAGE_TOO_BIG)
-                continue
-            if health.behind and peer.can_write and data.startswith(_CHANGES):
-                await self._hold(peer, closing)
-                if peer.state is not PeerState.OPEN or closing():
-                    continue  # not applied: its client sends it again when it reconnects
-            stats.frames_received += 1
-            stats.bytes_received += len(data)
-            try:
-                handler.receive(data)
-            except PresenceRefused as exc:
-                _refuse(peer, exc.args[0])
-                peer.close(exc.code, exc.reason)
-            except UnknownMessage as exc:
-                _refuse(peer, f"an unknown message ({exc})")
-                peer.close(CloseCode.UNSUPPORTED_DATA, str(exc))
-            except ProtocolError as exc:
-                _refuse(peer, f"a malformed message ({exc})")
-                peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
-            wait = messages.charge()
-            wait_bytes = volume.charge(len(data))
-            if wait or wait_bytes:
-                wait = max(wait, wait_bytes)
-                stats.throttled_seconds += wait
-                await asyncio.sleep(wait)
-                turn_ends = clock() + READ_TURN
-            elif clock() >= turn_ends:
-                # Frames already queued are received without suspending: a fast sender
-                # would keep the loop from everything else (the writes of what it sends
-                # among them) until its queue ran dry.
-                await asyncio.sleep(0)
-                turn_ends = clock() + READ_TURN
+    def _release(self, session: Session) -> None:
+        try:
+            self.documents.release(session.room)
+        finally:
+            self.access.close_connection(session.address)
 
     async def _hold(self, peer: Peer, closing: Callable[[], bool]) -> None:
         """Wait, with the peer's socket unread, until writes catch up (or it goes)."""
@@ -356,9 +386,23 @@ class SyncEndpoint:
 _REFUSAL_REASONS = {401: "auth", 403: "auth", 429: "rate_limit"}
 
 
+def _disconnected(peer: Peer, transport: AsgiTransport, message: Message) -> None:
+    code = int(message.get("code", CloseCode.NORMAL))
+    departed = transport.departure
+    closed = departed() if departed is not None else _departure_of(code)
+    if closed is None:
+        peer.disconnected(code)
+    else:
+        departure, code, reason = closed
+        peer.disconnected(code, reason, departure)
+    if code == CloseCode.MESSAGE_TOO_BIG:
+        _refuse(peer, "a message over the size limit")
+
+
 def _log_open(room: Room, peer: Peer, grant: Grant) -> None:
-    # Not logged in _serve itself: logging reads its caller's frame, and a frame read
-    # from a coroutine that then waits for hours is kept as an object (360 bytes).
+    # Logging reads its caller's frame, and a frame read from a coroutine that then
+    # waits for hours is kept as an object (360 bytes): the read loop logs through
+    # functions.
     log.info(
         "open doc=%s peer=%s client=%s user=%s mode=%s",
         room.doc_id,
