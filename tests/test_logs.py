@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import logging
@@ -259,3 +260,85 @@ async def test_a_client_that_stops_answering_pings_is_closed_as_timed_out(
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(server.url + "/metrics")).text
     assert 'collab_peers_closed_total{reason="ping_timeout"} 1.0' in metrics
+
+
+async def _handshake(server: CollabServer, doc_id: str) -> _RawSocket:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws/{doc_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return _RawSocket(reader, writer)
+
+
+class _RawSocket(NamedTuple):
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @property
+    def client(self) -> str:
+        host, port = self.writer.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
+    async def answer_pings(self, answered: list[int]) -> None:
+        """Read the server's frames, answering each ping with its pong."""
+        while True:
+            opcode, size = await self.reader.readexactly(2)
+            if size == 126:
+                size = int.from_bytes(await self.reader.readexactly(2))
+            elif size == 127:
+                size = int.from_bytes(await self.reader.readexactly(8))
+            payload = await self.reader.readexactly(size)
+            if opcode == 0x89:  # ping; a client masks what it sends (here with zeros)
+                self.writer.write(bytes((0x8A, 0x80 | size)) + b"\0\0\0\0" + payload)
+                answered[0] += 1
+
+
+async def test_the_pings_of_many_sockets_close_only_the_one_that_stops_answering(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    # The pings of every socket share one timer: each is still pinged at its interval
+    # and timed out on its own (a pong's deadline comes before the next ping's).
+    server = start_server(log_format="json", ping_interval="0.3", ping_timeout="0.2")
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(YClient(server.ws_url(f"{doc_id}-{i % 4}")))
+            for i in range(12)
+        ]
+        answering = [await _handshake(server, f"{doc_id}-{i}") for i in range(3)]
+        silent = await _handshake(server, f"{doc_id}-0")  # reads nothing: never answers
+        counts = [[0] for _ in answering]
+        readers = [
+            asyncio.create_task(s.answer_pings(n)) for s, n in zip(answering, counts, strict=True)
+        ]
+        try:
+            await eventually(lambda: bool(_named(_json_lines(server), "close ")), what="a close")
+            # Several rounds more, every socket that answers is still pinged and open.
+            before = [n[0] for n in counts]
+            await eventually(
+                lambda: all(n[0] >= b + 4 for n, b in zip(counts, before, strict=True)),
+                10,
+                "more pings",
+            )
+            assert not any(client.closed.is_set() for client in clients)
+            assert not any(task.done() for task in readers)
+        finally:
+            for task in readers:
+                task.cancel()
+            for s in (*answering, silent):
+                s.writer.close()
+        [closed] = _named(_json_lines(server), "close ")
+        assert {k: closed[k] for k in ("doc", "client", "code", "by")} == {
+            "doc": f"{doc_id}-0",
+            "client": silent.client,
+            "code": CloseCode.INTERNAL_ERROR,
+            "by": "timeout",
+        }
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(server.url + "/metrics")).text
+        assert 'collab_peers_closed_total{reason="ping_timeout"} 1.0' in metrics

@@ -3,8 +3,10 @@
 collab/web/httpprotocol.py subclasses uvicorn's httptools protocol, and
 collab/web/wsprotocol.py (``COLLAB_WS_PROTOCOL=batching``) its websockets-sansio
 protocol, driving the websockets connection inside it (collab/web/wsslots.py names
-the attributes uvicorn sets on it); both use private attributes that any release
-may change. pyproject.toml pins the tested releases, and
+the attributes uvicorn sets on it, and its keepalive methods schedule_ping,
+send_keepalive_ping, handle_pong and stop_keepalive are overridden to put every
+socket's pings on one timer, collab/web/wskeepalive.py); both use private attributes
+that any release may change. pyproject.toml pins the tested releases, and
 ``collab serve`` refuses to start on others rather than fail in front of users. It
 refuses rather than fall back to uvicorn's own protocols: an untested uvicorn breaks
 the HTTP protocol too, which has no stock equivalent (uvicorn has no header deadline),

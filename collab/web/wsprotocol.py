@@ -29,21 +29,26 @@ behind the held messages is not read either; a missing pong then means a held pe
 not a dead one, and the timeout waits another round instead of closing it.
 
 A sync socket lives for hours, so the protocol is also leaner than uvicorn's: its
-receive queue and writable flag hold no deques (asyncio.Queue holds four, 3 KB), and
-the handshake's request and response are dropped once the socket is accepted.
+receive queue and writable flag hold no deques (asyncio.Queue holds four, 3 KB), the
+handshake's request and response are dropped once the socket is accepted, and its
+keepalive pings are timed by one timer for all the sockets of the event loop
+(collab/web/wskeepalive.py), not two timers each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.utils import ClientDisconnected
+from websockets.frames import Frame
 from websockets.http11 import Request
 
 from ..peer import Departure
 from .wsextension import FRAMES
+from .wskeepalive import existing, keepalive
 from .wsslots import SlottedWebSocketsSansIOProtocol
 
 T = TypeVar("T")
@@ -237,11 +242,44 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
             return None
         return Departure.TIMEOUT if self.timed_out else Departure.SERVER, sent.code, sent.reason
 
+    # Keepalive: uvicorn's pings and pong deadlines, on one timer for every socket of
+    # the loop (collab/web/wskeepalive.py) rather than one each. uvicorn calls
+    # schedule_ping when the socket is accepted, and stop_keepalive when it goes.
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        keepalive(self.loop, self.ping_interval, self.ping_timeout).ping_later(self)
+
+    def send_keepalive_ping(self) -> None:
+        # uvicorn's, with the pong's deadline kept by the sweep.
+        if self.close_sent or self.transport.is_closing():
+            return
+        # Its payload identifies this ping: handle_pong ignores stale or unsolicited pongs.
+        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+        self.ping_sent_at = self.loop.time()
+        self.conn.send_ping(self.pending_ping_payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        assert self.ping_interval is not None
+        keepalive(self.loop, self.ping_interval, self.ping_timeout).pong_by(self)
+
+    def handle_pong(self, event: Frame) -> None:
+        awaited = self.pending_ping_payload
+        super().handle_pong(event)  # with no pong_timer, it schedules no ping
+        if awaited is not None and self.pending_ping_payload is None:
+            assert self.ping_interval is not None
+            keepalive(self.loop, self.ping_interval, self.ping_timeout).ponged(self)
+
+    def stop_keepalive(self) -> None:
+        super().stop_keepalive()
+        found = existing(self.loop, self.ping_interval, self.ping_timeout)
+        if found is not None:
+            found.discard(self)
+
     def keepalive_timeout(self) -> None:
         if not self.queue.empty():
             # The app holds what was read: the pong may be in the socket behind it.
-            assert self.ping_timeout is not None
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            assert self.ping_interval is not None
+            keepalive(self.loop, self.ping_interval, self.ping_timeout).pong_by(self)
             return
         closed = self.close_sent or self.transport.is_closing()
         super().keepalive_timeout()
