@@ -15,6 +15,7 @@ from collab.web.wsextension import FRAMES
 from collab.web.wsprotocol import (
     FLUSH_GAP,
     FLUSH_TURN,
+    HOT_ROUNDS,
     BatchingWebSocketProtocol,
     binary_frame,
 )
@@ -92,10 +93,8 @@ async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None
     assert socket.writes[before:] == [
         binary_frame(b"one") + binary_frame(b"two") + binary_frame(b"three")
     ]
-    assert write_now(b"four")  # a new pass, within FLUSH_GAP of the last round
+    assert write_now(b"four")  # a new pass
     await asyncio.sleep(0)
-    assert socket.writes[-1] != binary_frame(b"four")
-    await asyncio.sleep(FLUSH_GAP * 2)
     assert socket.writes[-1] == binary_frame(b"four")
     protocol = write_now.__self__  # type: ignore[attr-defined]
     protocol.pause_writing()  # the socket's buffer is full
@@ -109,19 +108,25 @@ async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None
     done.set()
 
 
-async def test_rounds_of_writes_start_a_gap_apart_and_gather_what_comes_meanwhile() -> None:
+async def test_a_busy_server_starts_its_rounds_of_writes_a_gap_apart() -> None:
+    """Rounds asked for soon after the last one, HOT_ROUNDS times in a row, are held
+    until FLUSH_GAP after it, gathering what comes meanwhile; a quiet spell ends it."""
     socket, write_now, done = await _accepted()
-    await asyncio.sleep(FLUSH_GAP * 2)
-    before = len(socket.writes)
-    assert write_now(b"one")
-    await asyncio.sleep(0)  # no round for FLUSH_GAP: at the end of the pass
-    assert socket.writes[before:] == [binary_frame(b"one")]
-    for payload in (b"two", b"three"):
-        assert write_now(payload)
-        await asyncio.sleep(0)
-    assert socket.writes[before + 1 :] == []  # within the gap: held
-    await asyncio.sleep(FLUSH_GAP * 2)
-    assert socket.writes[before + 1 :] == [binary_frame(b"two") + binary_frame(b"three")]
+    for _ in range(2):  # the second time after a quiet spell: the same again
+        await asyncio.sleep(FLUSH_GAP * 3)
+        before = len(socket.writes)
+        for n in range(HOT_ROUNDS + 1):  # one round, then HOT_ROUNDS soon after it
+            assert write_now(b"%d" % n)
+            await asyncio.sleep(0)
+        assert socket.writes[before:] == [binary_frame(b"%d" % n) for n in range(HOT_ROUNDS + 1)]
+        for payload in (b"held", b"too"):
+            assert write_now(payload)
+            await asyncio.sleep(0)
+        assert len(socket.writes) == before + HOT_ROUNDS + 1  # within the gap: held
+        await asyncio.sleep(FLUSH_GAP * 3)
+        assert socket.writes[before + HOT_ROUNDS + 1 :] == [
+            binary_frame(b"held") + binary_frame(b"too")
+        ]
     done.set()
 
 

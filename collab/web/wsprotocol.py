@@ -7,8 +7,8 @@ announced in the scope as ``extensions[FRAMES]``:
   back to an awaited send. A broadcast to N peers then costs no task switch and no
   ASGI message per peer, and the frame header is built once for all N (they get the
   same bytes). A socket's messages of one pass of the event loop are held and
-  written together at the end of the pass, at most FLUSH_TURN sockets a pass and
-  rounds at least FLUSH_GAP apart (see ``_Corked``): under load, when many updates
+  written together at the end of the pass, at most FLUSH_TURN sockets a pass and,
+  when busy, rounds FLUSH_GAP apart (see ``_Corked``): under load, when many updates
   arrive in one pass, within a millisecond, or while a large room is being written,
   a peer costs one system call for all of them, not one each.
 - one ASGI send may carry several binary messages (``message[FRAMES]``), written in
@@ -148,9 +148,11 @@ def binary_frame(payload: bytes) -> bytes:
 # Sockets written by one callback of the end-of-pass flush, at most; the rest wait for
 # the next pass (see _Corked).
 FLUSH_TURN = 128
-# Seconds from the end of one round of writes to the start of the next, at least: under
-# load, frames gather for a millisecond instead of a pass (see _Corked).
+# Seconds from the end of one round of writes to the start of the next, at least, once
+# HOT_ROUNDS rounds in a row were asked for that soon: under load, frames gather for a
+# millisecond instead of a pass (see _Corked).
 FLUSH_GAP = 0.001
+HOT_ROUNDS = 3
 
 
 class _Corked:
@@ -165,28 +167,34 @@ class _Corked:
     carrying all its socket got since its last one: fewer writes the busier the
     server, and no frame waits longer than one round.
 
-    A round starts FLUSH_GAP after the last one ended at the earliest. A server that
-    is not busy writes at the end of the pass as before (its rounds are further
-    apart); a busy one, which would write after every pass of a fraction of a
-    millisecond, gathers a millisecond of updates into each write: several times fewer
-    system calls for it, and as many fewer reads for each client, for at most a
-    millisecond more latency."""
+    A busy server, one asked for a round within FLUSH_GAP of the last one's end
+    HOT_ROUNDS times in a row, starts the next FLUSH_GAP after that end: it would
+    write after every pass of a fraction of a millisecond, and gathers a millisecond of
+    updates into each write instead, several times fewer system calls for it and as
+    many fewer reads for each client, for a millisecond or two more latency (the
+    loop's timers count whole milliseconds). One that is not busy writes at the end
+    of the pass: a handshake's answers, or a keystroke in a room, wait for nothing."""
 
-    __slots__ = ("ended", "loop", "protocols")
+    __slots__ = ("ended", "hot", "loop", "protocols")
 
     def __init__(self) -> None:
         self.protocols: list[BatchingWebSocketProtocol] = []
         # The loop a flush is scheduled on; None while none is.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ended = -FLUSH_GAP  # when the last round ended, in the loop's time
+        self.hot = 0  # rounds in a row asked for within FLUSH_GAP of the last one's end
 
     def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         wait = self.ended + FLUSH_GAP - loop.time()
-        if wait > 0:
-            loop.call_later(wait, self.flush)
+        if wait <= 0:
+            self.hot = 0
+        elif self.hot < HOT_ROUNDS:
+            self.hot += 1
         else:
-            loop.call_soon(self.flush)
+            loop.call_later(wait, self.flush)
+            return
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
         protocols = self.protocols
