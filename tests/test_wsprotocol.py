@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,31 @@ async def test_a_busy_server_starts_its_rounds_of_writes_a_gap_apart() -> None:
         assert socket.writes[before + HOT_ROUNDS + 1 :] == [
             binary_frame(b"held") + binary_frame(b"too")
         ]
+    done.set()
+
+
+async def test_a_round_longer_than_the_gap_is_followed_at_once() -> None:
+    """The gap bounds how often rounds start: after one that took longer than it (a
+    large room's), even a busy server writes at the end of the pass."""
+    socket, write_now, done = await _accepted()
+    await asyncio.sleep(FLUSH_GAP * 3)
+    for n in range(HOT_ROUNDS + 1):
+        assert write_now(b"%d" % n)
+        await asyncio.sleep(0)
+    write = socket.write
+
+    def slow(data: bytes | bytearray | memoryview) -> None:
+        time.sleep(FLUSH_GAP * 1.5)
+        write(data)
+
+    socket.write = slow  # type: ignore[method-assign]
+    assert write_now(b"slow")  # held for the gap, then written slowly
+    await asyncio.sleep(FLUSH_GAP * 3)
+    assert socket.writes[-1] == binary_frame(b"slow")
+    socket.write = write  # type: ignore[method-assign]
+    assert write_now(b"next")
+    await asyncio.sleep(0)
+    assert socket.writes[-1] == binary_frame(b"next")
     done.set()
 
 

@@ -149,7 +149,7 @@ def binary_frame(payload: bytes) -> bytes:
 # Sockets written by one callback of the end-of-pass flush, at most; the rest wait for
 # the next pass (see _Corked).
 FLUSH_TURN = 128
-# Seconds from the end of one round of writes to the start of the next, at least, once
+# Seconds from the start of one round of writes to the start of the next, at least, once
 # HOT_ROUNDS rounds in a row were asked for that soon: under load, frames gather for two
 # milliseconds instead of a pass (see _Corked).
 FLUSH_GAP = 0.002
@@ -168,35 +168,39 @@ class _Corked:
     carrying all its socket got since its last one: fewer writes the busier the
     server, and no frame waits longer than one round.
 
-    A busy server, one asked for a round within FLUSH_GAP of the last one's end
-    HOT_ROUNDS times in a row, starts the next FLUSH_GAP after that end: it would
-    write after every pass of a fraction of a millisecond, and gathers two
+    A busy server, one asked for a round within FLUSH_GAP of the last one's start
+    HOT_ROUNDS times in a row, starts the next FLUSH_GAP after the last one started:
+    one that would write after every pass of a fraction of a millisecond gathers two
     milliseconds of updates into each write instead, several times fewer system calls
     for it and as many fewer reads for each client, for two or three milliseconds more
-    latency (the loop's timers count whole milliseconds). One that is not busy writes
-    at the end of the pass: a handshake's answers, or a keystroke in a room, wait for
-    nothing."""
+    latency (the loop's timers count whole milliseconds). A round that takes longer
+    than that (a room of a thousand) is followed at once, and a server that is not
+    busy writes at the end of the pass: a handshake's answers, or a keystroke in a
+    room, wait for nothing."""
 
-    __slots__ = ("ended", "hot", "loop", "protocols")
+    __slots__ = ("hot", "loop", "protocols", "started")
 
     def __init__(self) -> None:
         self.protocols: list[BatchingWebSocketProtocol] = []
         # The loop a flush is scheduled on; None while none is.
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.ended = -FLUSH_GAP  # when the last round ended (perf_counter)
-        self.hot = 0  # rounds in a row asked for within FLUSH_GAP of the last one's end
+        self.started = -FLUSH_GAP  # when the last round started (perf_counter)
+        self.hot = 0  # rounds in a row asked for within FLUSH_GAP of the last one's start
 
     def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         # Not the loop's time: uvloop's counts whole milliseconds.
-        wait = self.ended + FLUSH_GAP - time.perf_counter()
+        now = time.perf_counter()
+        wait = self.started + FLUSH_GAP - now
         if wait <= 0:
             self.hot = 0
         elif self.hot < HOT_ROUNDS:
             self.hot += 1
         else:
+            self.started = now + wait
             loop.call_later(wait, self.flush)
             return
+        self.started = now
         loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -209,7 +213,6 @@ class _Corked:
         else:
             turn, self.protocols = protocols, []
             self.loop = None
-            self.ended = time.perf_counter()
         for protocol in turn:
             # BatchingWebSocketProtocol.flush, inline: this runs per socket per pass.
             out = protocol.out
