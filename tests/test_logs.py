@@ -237,20 +237,11 @@ async def test_a_client_that_stops_answering_pings_is_closed_as_timed_out(
 ) -> None:
     server = start_server(log_format="json", ping_interval="0.2", ping_timeout="0.3")
     # A client that shakes hands and then reads nothing: it never answers a ping.
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws/{doc_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    socket = await _handshake(server, doc_id)
     try:
         await eventually(lambda: bool(_named(_json_lines(server), "close ")), what="the close line")
     finally:
-        writer.close()
+        socket.writer.close()
     [closed] = _named(_json_lines(server), "close ")
     assert {k: closed[k] for k in ("doc", "code", "by")} == {
         "doc": doc_id,

@@ -145,6 +145,7 @@ export const SERVERS = {
 // collab's own fan-out run of the same size, for the persistence on/off ratio.
 export const NOPERSIST_ENV = {
   COLLAB_FLUSH_INTERVAL: '3600',
+  COLLAB_MAX_WRITE_LAG: '7200', // must exceed the flush interval
   COLLAB_SNAPSHOT_INTERVAL: '3600',
   COLLAB_SNAPSHOT_THRESHOLD: '100000000'
 }
