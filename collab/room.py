@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from pycrdt import Doc, TransactionEvent, merge_updates
@@ -56,6 +56,14 @@ class Room:
         self.max_depth = max_depth
         self._doc: Doc[Any] | None = None
         self._stored = doc if isinstance(doc, StoredDoc) else None
+        # Where a deletion's edge may fall inside a character of two UTF-16 units (an
+        # emoji): the edge inside each one of the strings that reached the document since
+        # ``_base`` (client -> clocks). A superset: an edge in it is checked against the
+        # document, an edge not in it needs no check, except below ``_base`` (client ->
+        # its clock when the document was built or last unread; None: to be read again).
+        self._astral: dict[int, set[int]] = {}
+        self._base: dict[int, int] | None = None
+        self._applying: bytes | None = None
         if isinstance(doc, Doc):
             self._hold(doc)
         # Whether the last update applied was integrated whole, on its own: none of it
@@ -92,10 +100,26 @@ class Room:
 
     def _hold(self, doc: Doc[Any]) -> None:
         self._doc = doc
+        self._base = decode_state_vector(doc.get_state())
         doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        self._integrated = event.update
+        integrated: bytes = event.update
+        self._integrated = integrated
+        if integrated != self._applying:
+            # Not (only) the update being applied: structs yrs held back went in, or the
+            # document was changed some other way. What went in is what yrs encodes.
+            try:
+                self._note_astral(yupdate.astral(integrated))
+            except yupdate.MalformedUpdate:
+                self._base = None  # unread: all the document holds is checked against it
+
+    def _note_astral(self, edges: list[yupdate.ID]) -> None:
+        for client, clock in edges:
+            clocks = self._astral.get(client)
+            if clocks is None:
+                clocks = self._astral[client] = set()
+            clocks.add(clock)
 
     @property
     def built(self) -> bool:
@@ -138,19 +162,26 @@ class Room:
             return
         checked = yupdate.inspect(update, self.max_depth)
         doc = self.doc
+        if self._base is None:
+            self._base = decode_state_vector(doc.get_state())
         # The document's clocks, read once for the checks of a client's update that
         # need them (a keystroke needs none).
         state: dict[int, int] = {}
         if strict and (checked.parents or checked.deletions or checked.types or self._waiting):
             state = decode_state_vector(doc.get_state())
         if checked.parents and strict:
-            _check_parents(doc, state, checked.parents)
+            _check_parents(doc, state, checked.parents, self._depths)
         if checked.deletions and strict:
-            _check_deletions(doc, state, checked.deletions)
+            _check_deletions(
+                doc, state, checked.deletions, self._base, self._astral, checked.astral
+            )
         found = None
         if checked.types or self._waiting:
             found = self._nesting(doc, state, update, types=checked.types, strict=strict)
+        # Noted whether yrs integrates them now or holds them back for structs to come.
+        self._note_astral(checked.astral)
         self._integrated = None
+        self._applying = update
         try:
             doc.apply_update(update)
         except BaseException as exc:
@@ -168,6 +199,8 @@ class Room:
             for damaged in self.damage_listeners:
                 damaged(self)
             raise DocumentDamaged(f"update refused by yrs: {type(exc).__name__}") from None
+        finally:
+            self._applying = None
         # yrs encodes what a transaction integrated: the update itself when it went in
         # whole, alone (as it does for clients' own edits).
         self.applied_whole = self._integrated == update
@@ -252,29 +285,60 @@ def _from_yrs(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
-def _check_deletions(doc: Doc[Any], state: dict[int, int], deletions: yupdate.Deletions) -> None:
+def _check_deletions(
+    doc: Doc[Any],
+    state: dict[int, int],
+    deletions: yupdate.Deletions,
+    base: dict[int, int],
+    astral: dict[int, set[int]],
+    own: list[yupdate.ID],
+) -> None:
     """Each deleted range starts and ends between characters: yrs splits an item where
     a deletion ends, and one split inside a two-unit character (an emoji) encodes one
     unit short, so that the document no longer decodes (no client makes such a
-    deletion; a crafted one poisons the stored document)."""
+    deletion; a crafted one poisons the stored document).
+
+    Only an edge below ``base`` or in ``astral`` (see Room) may be inside one: only
+    those are read from the document, so a deletion costs what it deletes, not what the
+    document holds. ``own``: the update's own (``Checked.astral``).
+    """
+    mine = set(own)
     for client, clock, length in deletions:
         known = state.get(client, 0)
+        inside = astral.get(client, _NO_CLOCKS)
         for edge in (clock, clock + length):
-            if not 0 < edge < known:
-                continue  # at either end of the client's structs: no character there
+            if edge >= known:
+                # In structs the document does not hold (yet): this update's, or ones
+                # yrs holds back for structs still to come.
+                if edge in inside or (client, edge) in mine:
+                    raise yupdate.MalformedUpdate("a deletion splits a character")
+                continue
+            if edge <= 0 or (edge >= base.get(client, 0) and edge not in inside):
+                continue  # at the start, or inside no character of two units
             # The document from the unit before the edge on: a character of two units
-            # there means the edge is inside it.
+            # there means the edge is inside it (unless it was deleted since).
             since = encode_state_vector({**state, client: edge - 1})
             if yupdate.starts_astral(doc.get_update(since)):
                 raise yupdate.MalformedUpdate("a deletion splits a character")
 
 
-def _check_parents(doc: Doc[Any], state: dict[int, int], parents: list[yupdate.ID]) -> None:
+_NO_CLOCKS: frozenset[int] = frozenset()
+
+
+def _check_parents(
+    doc: Doc[Any],
+    state: dict[int, int],
+    parents: list[yupdate.ID],
+    types: Mapping[yupdate.ID, int] | None,
+) -> None:
     """Each parent is in ``doc`` (at ``state``) and a shared type (or deleted): yrs would
-    fail part-way on one that is not, and one still to come could be an item that is not."""
+    fail part-way on one that is not, and one still to come could be an item that is not.
+    ``types``: shared types known to be in ``doc`` (the room's depths), taken as they are."""
     for client, clock in parents:
         if clock >= state.get(client, 0):
             raise yupdate.MalformedUpdate("an item's parent is not in the document")
+        if types is not None and (client, clock) in types:
+            continue
         # What the document holds of that client from the parent on: it starts there.
         since = encode_state_vector({**state, client: clock})
         if yupdate.parent_kind(doc.get_update(since)) == "other":

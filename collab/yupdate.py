@@ -46,7 +46,7 @@ ID = tuple[int, int]  # (client, clock)
 
 
 class _Reader:
-    __slots__ = ("data", "end", "gcs", "parents", "pos", "types")
+    __slots__ = ("astral", "data", "end", "gcs", "parents", "pos", "types")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -56,6 +56,7 @@ class _Reader:
         self.parents: list[ID] | None = None
         self.types: set[ID] | None = None
         self.gcs: list[tuple[int, int, int]] | None = None  # client, start, end
+        self.astral: list[ID] | None = None  # see Checked.astral
 
     def uint(self, limit: int = MAX_SAFE_INTEGER) -> int:
         data, pos = self.data, self.pos
@@ -129,6 +130,9 @@ class Checked(NamedTuple):
     # What it deletes, as (client, clock, length): each range must end between
     # characters, which only the document can tell.
     deletions: Deletions
+    # The edge inside each character of two UTF-16 units (outside the BMP: an emoji)
+    # of its strings, as the ID of the character's second unit; empty in the common case.
+    astral: list[ID]
 
 
 def inspect(update: bytes, max_depth: int) -> Checked:
@@ -137,7 +141,14 @@ def inspect(update: bytes, max_depth: int) -> Checked:
     deletions: Deletions = []
     ranges = _walk(reader, max_depth, None, deletions)
     parents = [] if reader.parents is None else _outside_parents(reader, ranges)
-    return Checked(parents, reader.types is not None, deletions)
+    return Checked(parents, reader.types is not None, deletions, reader.astral or [])
+
+
+def astral(update: bytes) -> list[ID]:
+    """``Checked.astral`` of a well-formed update (yrs's own encoding included)."""
+    reader = _Reader(update)
+    _walk(reader, MAX_CLOCK, None)
+    return reader.astral or []
 
 
 def check(update: bytes, max_depth: int) -> list[ID]:
@@ -298,6 +309,8 @@ def _struct(reader: _Reader, max_depth: int, client: int, clock: int) -> int:
             raise MalformedUpdate("unknown parent info")
         if info & _PARENT_SUB:
             reader.string()
+    if kind == _STRING:
+        return _string(reader, client, clock)
     if kind == _TYPE:
         if reader.types is None:
             reader.types = set()
@@ -305,13 +318,27 @@ def _struct(reader: _Reader, max_depth: int, client: int, clock: int) -> int:
     return _content(reader, kind, max_depth)
 
 
+def _string(reader: _Reader, client: int, clock: int) -> int:
+    """A string's length in UTF-16 units (Yjs's clock ticks); the edge inside each
+    character of two units is noted in ``reader.astral``."""
+    text = reader.string()
+    if not text:
+        raise MalformedUpdate("an empty string")
+    if text.isascii() or max(text) <= "\uffff":
+        return len(text)
+    if reader.astral is None:
+        reader.astral = []
+    edges = reader.astral
+    edge = clock
+    for char in text:
+        edge += 1
+        if char > "\uffff":
+            edges.append((client, edge))
+            edge += 1
+    return edge - clock
+
+
 def _content(reader: _Reader, kind: int, max_depth: int) -> int:
-    if kind == _STRING:
-        text = reader.string()
-        length = len(text) + sum(1 for c in text if c > "\uffff")  # in UTF-16 units
-        if length == 0:
-            raise MalformedUpdate("an empty string")
-        return length
     if kind == _ANY:
         count = _positive(reader.count())
         for _ in range(count):
