@@ -7,12 +7,25 @@ import contextlib
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import aiosqlite
-from sqlalchemy import Select, bindparam, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Select,
+    Update,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import state
@@ -59,6 +72,109 @@ _SNAPSHOT = select(snapshots.c.data, snapshots.c.state_vector).where(
 Fetch = Callable[[Select[Any], str], Awaitable[list[tuple[Any, ...]]]]
 
 
+def _sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of a SQLite database; None for PostgreSQL or an in-memory SQLite
+    (another connection would see another database)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if "mode=memory" in str(engine.url.query):
+        return None
+    return database
+
+
+class _SqliteAppender:
+    """Appends to the log of a SQLite file in one hop to a thread of its own.
+
+    Through the async engine each statement of an append is a hop to aiosqlite's
+    thread and back, its transaction's begin, commit and pool checkout more of them:
+    ~0.8 ms of CPU an append, against ~0.15 ms here, where the same statements run on
+    a pysqlite connection of its own, in its thread. Appends are most of the writes
+    (one per open room every flush): that was most of what persistence cost a busy
+    server. Writes still queue on the store's lock, so they stay one at a time.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = create_sync_engine(
+            engine.url.set(drivername="sqlite"), connect_args={"timeout": 30}
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collab-append")
+        self._conn: Connection | None = None
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> _SqliteAppender | None:
+        return None if _sqlite_file(engine) is None else cls(engine)
+
+    async def append(self, statements: _Append) -> int | None:
+        """The document's log rows after the append; None, with nothing written, if
+        its row is missing or tombstoned (the async path then sees to it)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._append, statements)
+
+    def _append(self, statements: _Append) -> int | None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            with self._conn.begin():
+                rows = self._conn.scalar(statements.document, statements.values)
+                if rows is None:
+                    self._conn.rollback()
+                    return None
+                self._conn.execute(insert(updates), statements.rows)
+                return int(rows)
+        except BaseException:
+            self._close()  # whatever state it is in, the next append starts afresh
+            raise
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown()
+        self.engine.dispose()
+
+
+class _Append(NamedTuple):
+    document: Update  # updates the document's row, returning its log rows; none if absent
+    values: dict[str, Any]  # its parameters
+    rows: list[dict[str, Any]]  # the log rows to insert
+
+
+def _appended(title: bool) -> Update:
+    values: dict[str, Any] = {
+        "updated_at": bindparam("now"),
+        "size_bytes": documents.c.size_bytes + bindparam("size"),
+        "log_rows": documents.c.log_rows + bindparam("count"),
+    }
+    if title:
+        values["title"] = bindparam("new_title")
+    return (
+        update(documents)
+        .where(documents.c.id == bindparam("doc"), documents.c.deleted_at.is_(None))
+        .values(values)
+        .returning(documents.c.log_rows)
+    )
+
+
+# Built once: a statement made anew each time is keyed for the compiled cache anew.
+_APPENDED = {title: _appended(title) for title in (False, True)}
+
+
+def _append_statements(
+    doc_id: str, batch: Sequence[bytes], now: dt.datetime, title: str | None
+) -> _Append:
+    values = {"doc": doc_id, "now": now, "size": sum(len(u) for u in batch), "count": len(batch)}
+    if title is not None:
+        values["new_title"] = title
+    rows = [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
+    return _Append(_APPENDED[title is not None], values, rows)
+
+
 class _SqliteReader:
     """A few long-lived aiosqlite connections that read, outside SQLAlchemy's pool.
 
@@ -82,14 +198,9 @@ class _SqliteReader:
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> _SqliteReader | None:
-        """A reader for a file database; None for PostgreSQL or an in-memory SQLite
-        (another connection would see another database)."""
-        database = engine.url.database
-        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-            return None
-        if "mode=memory" in str(engine.url.query):
-            return None
-        return cls(database)
+        """A reader for a file database; None for PostgreSQL or an in-memory SQLite."""
+        database = _sqlite_file(engine)
+        return None if database is None else cls(database)
 
     async def fetch(self, statement: Select[Any], doc_id: str) -> list[tuple[Any, ...]]:
         conns = self._conns or await self.open()
@@ -129,6 +240,7 @@ class SqlStore:
         # instead (SQLite serves one process only). PostgreSQL locks rows: no queue.
         self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
         self._reader = _SqliteReader.of(engine)
+        self._appender = _SqliteAppender.of(engine)
         # With webhooks, each change records its event in its own transaction.
         self.outbox = (
             None
@@ -158,6 +270,8 @@ class SqlStore:
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
+        if self._appender is not None:
+            await self._appender.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -202,34 +316,26 @@ class SqlStore:
         if not batch:
             raise ValueError("nothing to append")
         now = utcnow()
-        values: dict[str, Any] = {
-            "updated_at": now,
-            "size_bytes": documents.c.size_bytes + sum(len(u) for u in batch),
-            "log_rows": documents.c.log_rows + len(batch),
-        }
-        if title is not None:
-            values["title"] = title
+        statements = _append_statements(doc_id, batch, now, title)
         # Updating the document row first takes its lock, which orders this append
         # with any compaction of the same document.
-        count = (
-            update(documents)
-            .where(documents.c.id == doc_id, documents.c.deleted_at.is_(None))
-            .values(values)
-            .returning(documents.c.log_rows)
-        )
+        if self._appender is not None and self.outbox is None:
+            assert self._write_lock is not None
+            async with self._write_lock:
+                rows = await self._appender.append(statements)
+            if rows is not None:
+                return rows
         created = False
         async with self._write() as conn:
-            rows = await conn.scalar(count)
+            rows = await conn.scalar(statements.document, statements.values)
             if rows is None:
                 # Its first write (or its row was lost): create it, unless the id is
                 # tombstoned. Another process may create it at the same moment.
                 created = await self._insert_document(conn, doc_id, now)
-                rows = await conn.scalar(count)
+                rows = await conn.scalar(statements.document, statements.values)
                 if rows is None:
                     raise DocumentDeleted(doc_id)
-            await conn.execute(
-                insert(updates), [{"doc_id": doc_id, "data": u, "created_at": now} for u in batch]
-            )
+            await conn.execute(insert(updates), statements.rows)
             due = None if self.outbox is None else await self.outbox.changed(conn, doc_id, now)
         self._announce(now if created else due)
         return int(rows)

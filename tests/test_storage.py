@@ -466,3 +466,70 @@ async def test_the_first_room_after_a_start_reads_on_connections_opened_at_start
         finally:
             documents.release(room)
         assert connects == []
+
+
+async def test_sqlite_appends_take_one_hop_on_a_connection_of_their_own(sqlite_url: str) -> None:
+    # Through the async engine an append was ~5 hops to aiosqlite's thread (and ~1 ms
+    # of CPU); an existing document's append runs whole on the appender's connection.
+    store = SqlStore(create_engine(sqlite_url))
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    edits: list[bytes] = []
+    source.observe(lambda event: edits.append(event.update))
+    on_engine: list[str] = []
+    on_appender: list[str] = []
+
+    def counter(into: list[str]) -> Any:
+        return lambda _conn, _cursor, statement, *_args: into.append(statement.split()[0])
+
+    try:
+        text.insert(0, "created ")
+        assert await store.append("doc", edits[-1:]) == 1  # its row: the async path
+        assert store._appender is not None
+        event.listen(store.engine.sync_engine, "before_cursor_execute", counter(on_engine))
+        event.listen(store._appender.engine, "before_cursor_execute", counter(on_appender))
+        for i in range(20):
+            text.insert(len(text), f"{i} ")
+            assert await store.append("doc", edits[-1:]) == i + 2
+        assert on_engine == []
+        assert on_appender == ["UPDATE", "INSERT"] * 20
+        stored = await store.load("doc")
+        assert str(state.build_doc(stored.snapshot, stored.updates).get("text", type=Text)) == str(
+            text
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_succeeds(
+    sqlite_url: str,
+) -> None:
+    store = SqlStore(create_engine(sqlite_url))
+    source: Doc[Any] = Doc()
+    text = source.get("text", type=Text)
+    edits: list[bytes] = []
+    source.observe(lambda event: edits.append(event.update))
+    path = sqlite_url.split("///", 1)[1]
+    try:
+        text.insert(0, "first ")
+        await store.append("doc", edits[-1:])
+        async with aiosqlite.connect(path) as db:
+            await db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON updates "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+            await db.commit()
+        text.insert(len(text), "lost ")
+        with pytest.raises(Exception, match="disk full"):
+            await store.append("doc", edits[-1:])
+        async with aiosqlite.connect(path) as db:
+            # The document's row was not counted up for the rows that were not written.
+            rows = await db.execute_fetchall("SELECT log_rows FROM documents WHERE id = 'doc'")
+            assert list(rows) == [(1,)]
+            await db.execute("DROP TRIGGER refuse")
+            await db.commit()
+        assert await store.append("doc", edits[-1:]) == 2
+        stored = await store.load("doc")
+        assert len(stored.updates) == 2
+    finally:
+        await store.close()
