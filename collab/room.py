@@ -5,16 +5,18 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
 from . import protocol, yupdate
+from .astral import AstralEdges
 from .nesting import Nesting, nesting, waits
 from .peer import Peer
 from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
 from .state import StoredDoc, decode_state_vector, encode_state_vector
+from .workers import Workers
 
 log = logging.getLogger("collab.room")
 
@@ -37,6 +39,28 @@ class DocumentDamaged(ProtocolError):
     """yrs refused an update after applying part of it; the room must be reloaded."""
 
 
+class Prepared(NamedTuple):
+    """What ``Room.apply_update`` reads of a large update's own bytes, worked out in a
+    worker thread beforehand (``Room.prepare``)."""
+
+    update: bytes
+    checked: yupdate.Checked
+    # The depths of the types it creates, counted with ``known``, the room's depths as
+    # they were then; None: not counted.
+    found: Nesting | None
+    known: dict[yupdate.ID, int] | None
+
+    def found_with(self, depths: Mapping[yupdate.ID, int]) -> Nesting | None:
+        """``found``, if ``depths`` still say what ``known`` said of everything outside
+        the update that it depends on; None: to be counted again."""
+        found, known = self.found, self.known
+        if found is None or known is None:
+            return None
+        if all(depths.get(item) == known.get(item) for item in found.outside):
+            return found
+        return None
+
+
 class RoomState(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
@@ -56,13 +80,8 @@ class Room:
         self.max_depth = max_depth
         self._doc: Doc[Any] | None = None
         self._stored = doc if isinstance(doc, StoredDoc) else None
-        # Where a deletion's edge may fall inside a character of two UTF-16 units (an
-        # emoji): the edge inside each one of the strings that reached the document since
-        # ``_base`` (client -> clocks). A superset: an edge in it is checked against the
-        # document, an edge not in it needs no check, except below ``_base`` (client ->
-        # its clock when the document was built or last unread; None: to be read again).
-        self._astral: dict[int, set[int]] = {}
-        self._base: dict[int, int] | None = None
+        # Where a deletion could split a character of two UTF-16 units in the document.
+        self._edges = AstralEdges()
         self._applying: bytes | None = None
         if isinstance(doc, Doc):
             self._hold(doc)
@@ -100,7 +119,7 @@ class Room:
 
     def _hold(self, doc: Doc[Any]) -> None:
         self._doc = doc
-        self._base = decode_state_vector(doc.get_state())
+        self._edges.start(decode_state_vector(doc.get_state()))
         doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -110,24 +129,19 @@ class Room:
             # Not (only) the update being applied: structs yrs held back went in, or the
             # document was changed some other way. What went in is what yrs encodes.
             try:
-                self._note_astral(yupdate.astral(integrated))
+                self._edges.note(yupdate.astral(integrated))
             except yupdate.MalformedUpdate:
-                self._base = None  # unread: all the document holds is checked against it
-
-    def _note_astral(self, edges: list[yupdate.ID]) -> None:
-        for client, clock in edges:
-            clocks = self._astral.get(client)
-            if clocks is None:
-                clocks = self._astral[client] = set()
-            clocks.add(clock)
+                self._edges.start(None)  # unread: all the document holds is not known
 
     @property
     def built(self) -> bool:
         return self._doc is not None
 
-    def missing(self, state_vector: bytes) -> bytes:
-        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed."""
-        yupdate.check_state_vector(state_vector)
+    def missing(self, state_vector: bytes, *, checked: bool = False) -> bytes:
+        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed
+        (``checked``: ``yupdate.check_state_vector`` found it is not)."""
+        if not checked:
+            yupdate.check_state_vector(state_vector)
         if self._stored is not None:
             return self._stored.missing(state_vector)
         return self.doc.get_update(state_vector)
@@ -147,8 +161,40 @@ class Room:
         if removal is not None:
             self.broadcast_awareness(removal, peer)
 
+    async def prepare(
+        self, update: bytes, workers: Workers, *, checked: yupdate.Checked | None = None
+    ) -> Prepared:
+        """What ``apply_update`` reads of ``update``'s bytes alone, worked out in
+        ``workers``' threads; MalformedUpdate if it is malformed. The room may change
+        (or close) meanwhile: ``apply_update`` uses what still holds. ``checked``:
+        ``yupdate.inspect(update)``, when the caller has it."""
+        if checked is None:
+            max_depth = self.max_depth
+            checked = await workers.run(lambda: yupdate.inspect(update, max_depth))
+        if not checked.types:
+            return Prepared(update, checked, None, None)
+        if self._depths is None and self._doc is not None:
+            # The document's own depths, counted once, in a thread too: they hold if no
+            # struct went in meanwhile (a deletion changes no depth).
+            doc = self._doc
+            snapshot, before = doc.get_update(), doc.get_state()
+            depths = await workers.run(lambda: nesting(snapshot, {}).depths)
+            if self._depths is None and self._doc is doc and doc.get_state() == before:
+                self._depths = depths
+        if self._depths is None:
+            return Prepared(update, checked, None, None)
+        known = dict(self._depths)
+        found = await workers.run(lambda: nesting(update, known))
+        return Prepared(update, checked, found, known)
+
     def apply_update(
-        self, update: bytes, origin: Origin, frame: bytes | None = None, *, strict: bool = True
+        self,
+        update: bytes,
+        origin: Origin,
+        frame: bytes | None = None,
+        *,
+        strict: bool = True,
+        prepared: Prepared | None = None,
     ) -> None:
         """Merge an update and send it to every peer but its origin; ProtocolError, with
         nothing applied or sent, if it is malformed.
@@ -157,13 +203,17 @@ class Room:
         as it is, so the bytes are encoded once for all peers, never per peer.
         ``strict``: the update came from a client, so each parent it names must be here
         already; another process's updates (checked there) may arrive before their parent.
+        ``prepared``: ``prepare(update)``, worked out off the event loop.
         """
         if update == protocol.EMPTY_UPDATE:
             return
-        checked = yupdate.inspect(update, self.max_depth)
+        if prepared is None:
+            checked = yupdate.inspect(update, self.max_depth)
+        elif prepared.update is update:
+            checked = prepared.checked
+        else:
+            raise ValueError("prepared from another update")
         doc = self.doc
-        if self._base is None:
-            self._base = decode_state_vector(doc.get_state())
         # The document's clocks, read once for the checks of a client's update that
         # need them (a keystroke needs none).
         state: dict[int, int] = {}
@@ -172,14 +222,14 @@ class Room:
         if checked.parents and strict:
             _check_parents(doc, state, checked.parents, self._depths)
         if checked.deletions and strict:
-            _check_deletions(
-                doc, state, checked.deletions, self._base, self._astral, checked.astral
-            )
+            self._edges.check(doc, state, checked.deletions, checked.astral)
         found = None
         if checked.types or self._waiting:
-            found = self._nesting(doc, state, update, types=checked.types, strict=strict)
+            found = self._nesting(
+                doc, state, update, types=checked.types, strict=strict, prepared=prepared
+            )
         # Noted whether yrs integrates them now or holds them back for structs to come.
-        self._note_astral(checked.astral)
+        self._edges.note(checked.astral)
         self._integrated = None
         self._applying = update
         try:
@@ -210,7 +260,14 @@ class Room:
             listener(self, update, origin)
 
     def _nesting(
-        self, doc: Doc[Any], state: dict[int, int], update: bytes, *, types: bool, strict: bool
+        self,
+        doc: Doc[Any],
+        state: dict[int, int],
+        update: bytes,
+        *,
+        types: bool,
+        strict: bool,
+        prepared: Prepared | None,
     ) -> Nesting | None:
         """The depths of the types ``update`` creates (None if it creates none); from a
         client, MalformedUpdate if that would nest the document deeper than
@@ -220,7 +277,9 @@ class Room:
         if types:
             if self._depths is None:
                 self._depths = nesting(doc.get_update(), {}).depths
-            found = nesting(update, self._depths)
+            found = None if prepared is None else prepared.found_with(self._depths)
+            if found is None:
+                found = nesting(update, self._depths)
         if not strict:
             return found
         waiting = found is not None and waits(found, state)
@@ -283,46 +342,6 @@ def _from_yrs(exc: BaseException) -> bool:
     """Whether pycrdt raised it: an error, or a Rust panic (PanicException derives
     from BaseException, so that ``except Exception`` does not catch it)."""
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
-
-
-def _check_deletions(
-    doc: Doc[Any],
-    state: dict[int, int],
-    deletions: yupdate.Deletions,
-    base: dict[int, int],
-    astral: dict[int, set[int]],
-    own: list[yupdate.ID],
-) -> None:
-    """Each deleted range starts and ends between characters: yrs splits an item where
-    a deletion ends, and one split inside a two-unit character (an emoji) encodes one
-    unit short, so that the document no longer decodes (no client makes such a
-    deletion; a crafted one poisons the stored document).
-
-    Only an edge below ``base`` or in ``astral`` (see Room) may be inside one: only
-    those are read from the document, so a deletion costs what it deletes, not what the
-    document holds. ``own``: the update's own (``Checked.astral``).
-    """
-    mine = set(own)
-    for client, clock, length in deletions:
-        known = state.get(client, 0)
-        inside = astral.get(client, _NO_CLOCKS)
-        for edge in (clock, clock + length):
-            if edge >= known:
-                # In structs the document does not hold (yet): this update's, or ones
-                # yrs holds back for structs still to come.
-                if edge in inside or (client, edge) in mine:
-                    raise yupdate.MalformedUpdate("a deletion splits a character")
-                continue
-            if edge <= 0 or (edge >= base.get(client, 0) and edge not in inside):
-                continue  # at the start, or inside no character of two units
-            # The document from the unit before the edge on: a character of two units
-            # there means the edge is inside it (unless it was deleted since).
-            since = encode_state_vector({**state, client: edge - 1})
-            if yupdate.starts_astral(doc.get_update(since)):
-                raise yupdate.MalformedUpdate("a deletion splits a character")
-
-
-_NO_CLOCKS: frozenset[int] = frozenset()
 
 
 def _check_parents(

@@ -11,6 +11,7 @@ import pytest
 from pycrdt import Doc, Text, XmlElement, XmlFragment, XmlText, write_var_uint
 
 from collab import protocol
+from collab.astral import READS_BEFORE_INDEXING
 from collab.closecodes import CloseCode
 from collab.room import Room
 from collab.state import StoredDoc
@@ -156,11 +157,18 @@ def test_a_deletion_between_characters_is_taken_however_they_came(
 
 
 @pytest.mark.parametrize("make", [_this_session, _stored])
-def test_half_of_a_deleted_emoji_may_be_deleted(make: Callable[[], Room]) -> None:
-    """yrs holds deleted text as a length: no character is left there to split."""
+def test_half_of_a_deleted_emoji_may_be_deleted(
+    make: Callable[[], Room], reads: list[Doc[Any]]
+) -> None:
+    """yrs holds deleted text as a length: no character is left there to split (and
+    once the room has read that of an edge it knew, it does not read it again; what it
+    was built from is read at each edge until it reads it whole)."""
     room = make()
     room.apply_update(_deletion(WRITER, 1, 2), "peer")
     room.apply_update(_deletion(WRITER, 2, 1), "peer")
+    reads.clear()
+    room.apply_update(_deletion(WRITER, 2, 1), "peer")
+    assert sum(doc is room.doc for doc in reads) == (2 if make is _stored else 0)
     assert _text(room) == "abc"
 
 
@@ -215,6 +223,63 @@ def test_edits_next_to_emoji_read_nothing_of_a_large_document(reads: list[Doc[An
         room.apply_update(writer.get_update(before), "peer")
     assert sum(doc is room.doc for doc in reads) == 0
     assert _text(room) == str(text)
+
+
+def _many_deletions(client: int, clocks: range) -> bytes:
+    """One update deleting the unit at each of ``clocks``."""
+    ranges = b"".join(write_var_uint(clock) + b"\x01" for clock in clocks)
+    return b"\x00\x01" + write_var_uint(client) + write_var_uint(len(clocks)) + ranges
+
+
+def _old_text() -> StoredDoc:
+    """A stored document: 600 characters of client 5, an emoji at 600-601."""
+    old: Doc[Any] = Doc(client_id=5)
+    old.get("text", type=Text).insert(0, "x" * 600 + "😀")
+    return StoredDoc(old.get_update(), old.get_state())
+
+
+def test_deletions_of_a_stored_document_read_it_a_bounded_number_of_times(
+    reads: list[Doc[Any]],
+) -> None:
+    """What the room was built from is read at each edge at first, then read whole
+    once: 300 deletions (each a pycrdt update that repeats all earlier ones)."""
+    room = Room("r", _old_text())
+    writer: Doc[Any] = Doc(client_id=WRITER)
+    writer.apply_update(room.doc.get_update())
+    text = writer.get("text", type=Text)
+    reads.clear()
+    for _ in range(300):
+        before = writer.get_state()
+        del text[1:2]
+        room.apply_update(writer.get_update(before), "peer")
+    assert sum(doc is room.doc for doc in reads) <= READS_BEFORE_INDEXING + 1
+    assert _text(room) == str(text) == "x" * 300 + "😀"
+    with pytest.raises(MalformedUpdate, match="splits a character"):
+        room.apply_update(_deletion(5, 601, 1), "peer")
+    room.apply_update(_deletion(5, 600, 2), "peer")
+    assert _text(room) == "x" * 300
+
+
+def test_an_emoji_held_back_is_still_known_once_the_document_is_read_whole(
+    reads: list[Doc[Any]],
+) -> None:
+    _, _, first, rest = _writer()
+    room = Room("r", _old_text())
+    room.apply_update(rest, "peer")  # waits for "a"
+    reads.clear()
+    # More edges in what the room was built from than it reads one by one.
+    room.apply_update(_many_deletions(5, range(1, READS_BEFORE_INDEXING + 2)), "peer")
+    assert sum(doc is room.doc for doc in reads) == 1
+    for clock in (2, 1):
+        with pytest.raises(MalformedUpdate, match="splits a character"):
+            room.apply_update(_deletion(WRITER, clock, 1), "peer")
+    with pytest.raises(MalformedUpdate, match="splits a character"):
+        room.apply_update(_deletion(5, 601, 1), "peer")
+    room.apply_update(first, "peer")
+    with pytest.raises(MalformedUpdate, match="splits a character"):
+        room.apply_update(_deletion(WRITER, 2, 1), "peer")
+    kept = "x" * (600 - READS_BEFORE_INDEXING - 1) + "😀" + TEXT
+    assert sorted(_text(room)) == sorted(kept)
 
 
 def _in_parent(client: int, parent: ID, text: bytes = b"Z") -> bytes:
