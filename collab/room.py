@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
@@ -16,7 +16,6 @@ from .peer import Peer
 from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
 from .state import StoredDoc, decode_state_vector, encode_state_vector
-from .workers import Workers
 
 log = logging.getLogger("collab.room")
 
@@ -37,28 +36,6 @@ MAX_WAITING = 16
 
 class DocumentDamaged(ProtocolError):
     """yrs refused an update after applying part of it; the room must be reloaded."""
-
-
-class Prepared(NamedTuple):
-    """What ``Room.apply_update`` reads of a large update's own bytes, worked out in a
-    worker thread beforehand (``Room.prepare``)."""
-
-    update: bytes
-    checked: yupdate.Checked
-    # The depths of the types it creates, counted with ``known``, the room's depths as
-    # they were then; None: not counted.
-    found: Nesting | None
-    known: dict[yupdate.ID, int] | None
-
-    def found_with(self, depths: Mapping[yupdate.ID, int]) -> Nesting | None:
-        """``found``, if ``depths`` still say what ``known`` said of everything outside
-        the update that it depends on; None: to be counted again."""
-        found, known = self.found, self.known
-        if found is None or known is None:
-            return None
-        if all(depths.get(item) == known.get(item) for item in found.outside):
-            return found
-        return None
 
 
 class RoomState(enum.Enum):
@@ -137,11 +114,9 @@ class Room:
     def built(self) -> bool:
         return self._doc is not None
 
-    def missing(self, state_vector: bytes, *, checked: bool = False) -> bytes:
-        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed
-        (``checked``: ``yupdate.check_state_vector`` found it is not)."""
-        if not checked:
-            yupdate.check_state_vector(state_vector)
+    def missing(self, state_vector: bytes) -> bytes:
+        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed."""
+        yupdate.check_state_vector(state_vector)
         if self._stored is not None:
             return self._stored.missing(state_vector)
         return self.doc.get_update(state_vector)
@@ -161,40 +136,8 @@ class Room:
         if removal is not None:
             self.broadcast_awareness(removal, peer)
 
-    async def prepare(
-        self, update: bytes, workers: Workers, *, checked: yupdate.Checked | None = None
-    ) -> Prepared:
-        """What ``apply_update`` reads of ``update``'s bytes alone, worked out in
-        ``workers``' threads; MalformedUpdate if it is malformed. The room may change
-        (or close) meanwhile: ``apply_update`` uses what still holds. ``checked``:
-        ``yupdate.inspect(update)``, when the caller has it."""
-        if checked is None:
-            max_depth = self.max_depth
-            checked = await workers.run(lambda: yupdate.inspect(update, max_depth))
-        if not checked.types:
-            return Prepared(update, checked, None, None)
-        if self._depths is None and self._doc is not None:
-            # The document's own depths, counted once, in a thread too: they hold if no
-            # struct went in meanwhile (a deletion changes no depth).
-            doc = self._doc
-            snapshot, before = doc.get_update(), doc.get_state()
-            depths = await workers.run(lambda: nesting(snapshot, {}).depths)
-            if self._depths is None and self._doc is doc and doc.get_state() == before:
-                self._depths = depths
-        if self._depths is None:
-            return Prepared(update, checked, None, None)
-        known = dict(self._depths)
-        found = await workers.run(lambda: nesting(update, known))
-        return Prepared(update, checked, found, known)
-
     def apply_update(
-        self,
-        update: bytes,
-        origin: Origin,
-        frame: bytes | None = None,
-        *,
-        strict: bool = True,
-        prepared: Prepared | None = None,
+        self, update: bytes, origin: Origin, frame: bytes | None = None, *, strict: bool = True
     ) -> None:
         """Merge an update and send it to every peer but its origin; ProtocolError, with
         nothing applied or sent, if it is malformed.
@@ -203,16 +146,10 @@ class Room:
         as it is, so the bytes are encoded once for all peers, never per peer.
         ``strict``: the update came from a client, so each parent it names must be here
         already; another process's updates (checked there) may arrive before their parent.
-        ``prepared``: ``prepare(update)``, worked out off the event loop.
         """
         if update == protocol.EMPTY_UPDATE:
             return
-        if prepared is None:
-            checked = yupdate.inspect(update, self.max_depth)
-        elif prepared.update is update:
-            checked = prepared.checked
-        else:
-            raise ValueError("prepared from another update")
+        checked = yupdate.inspect(update, self.max_depth)
         doc = self.doc
         # The document's clocks, read once for the checks of a client's update that
         # need them (a keystroke needs none).
@@ -225,9 +162,7 @@ class Room:
             self._edges.check(doc, state, checked.deletions, checked.astral)
         found = None
         if checked.types or self._waiting:
-            found = self._nesting(
-                doc, state, update, types=checked.types, strict=strict, prepared=prepared
-            )
+            found = self._nesting(doc, state, update, types=checked.types, strict=strict)
         # Noted whether yrs integrates them now or holds them back for structs to come.
         self._edges.note(checked.astral)
         self._integrated = None
@@ -260,14 +195,7 @@ class Room:
             listener(self, update, origin)
 
     def _nesting(
-        self,
-        doc: Doc[Any],
-        state: dict[int, int],
-        update: bytes,
-        *,
-        types: bool,
-        strict: bool,
-        prepared: Prepared | None,
+        self, doc: Doc[Any], state: dict[int, int], update: bytes, *, types: bool, strict: bool
     ) -> Nesting | None:
         """The depths of the types ``update`` creates (None if it creates none); from a
         client, MalformedUpdate if that would nest the document deeper than
@@ -277,9 +205,7 @@ class Room:
         if types:
             if self._depths is None:
                 self._depths = nesting(doc.get_update(), {}).depths
-            found = None if prepared is None else prepared.found_with(self._depths)
-            if found is None:
-                found = nesting(update, self._depths)
+            found = nesting(update, self._depths)
         if not strict:
             return found
         waiting = found is not None and waits(found, state)
