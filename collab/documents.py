@@ -32,12 +32,13 @@ from .peer import Peer
 from .persistence import Persistence
 from .presence import PresenceLimits
 from .restore import restore
-from .room import Origin, Room
+from .room import Origin, Prepared, Room, RoomState
 from .rooms import RoomRegistry
 from .settings import Settings
 from .sqlstore import SqlStore, create_engine
 from .store import DocumentDeleted, DocumentInfo, DocumentNotFound, VersionInfo
 from .web import dependencies
+from .workers import Workers
 
 if TYPE_CHECKING:
     from .webhooks import Webhooks
@@ -69,6 +70,8 @@ class Documents:
         self.hooks = hooks or Hooks()
         self.runner = HookRunner(self.hooks, timeout=settings.hook_timeout)
         self.started = False
+        # Threads for the pure-Python passes over large updates (collab.workers).
+        self.workers = Workers()
         self.engine = create_engine(settings.database_url)
         self.store = SqlStore(self.engine, webhooks=Debounce.of(settings))
         # The deliverer of the events the store records with the changes they report.
@@ -87,6 +90,7 @@ class Documents:
             version_quiet=settings.version_quiet,
             version_retention=settings.version_retention,
             shared=bool(settings.redis_url),
+            workers=self.workers,
         )
         self.health = Health(
             self.persistence, self.store.ping, max_write_lag=settings.max_write_lag
@@ -172,6 +176,7 @@ class Documents:
         await self.runner.close(loop.time() + max(0.0, deadline - time.monotonic()))
         await self.health.stop()
         await self.store.close()
+        self.workers.close()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Documents]:
@@ -257,9 +262,40 @@ class Documents:
         """Merge a client's Yjs update: checked, stored, sent to live peers; a
         ProtocolError, with nothing applied (and no document created), if it is not
         well formed."""
-        yupdate.check(update, self.settings.max_update_depth)
-        async with self.open(doc_id, create=True) as room:
-            room.apply_update(update, origin)
+        max_depth = self.settings.max_update_depth
+        if self.workers.large(len(update)):
+            checked = await self.workers.run(lambda: yupdate.inspect(update, max_depth))
+        else:
+            checked = yupdate.inspect(update, max_depth)
+        await self._apply(doc_id, update, origin, strict=True, checked=checked)
+
+    async def apply_change(self, doc_id: str, change: bytes, origin: str) -> None:
+        """Apply a change the server made (a restore, a content write, an edit): stored
+        and sent to live peers, like a client's, but its parents may be anywhere."""
+        await self._apply(doc_id, change, origin, strict=False)
+
+    async def _apply(
+        self,
+        doc_id: str,
+        update: bytes,
+        origin: str,
+        *,
+        strict: bool,
+        checked: yupdate.Checked | None = None,
+    ) -> None:
+        # A large update is prepared in the workers' threads; if its room closed
+        # meanwhile (yrs damaged it on another update), the room that replaces it takes it.
+        while True:
+            async with self.open(doc_id, create=True) as room:
+                prepared = None
+                if self.workers.large(len(update)):
+                    prepared = await room.prepare(update, self.workers, checked=checked)
+                    if room.state is not RoomState.OPEN:
+                        continue
+                elif checked is not None:
+                    prepared = Prepared(update, checked, None, None)
+                room.apply_update(update, origin, strict=strict, prepared=prepared)
+                return
 
     @contextlib.asynccontextmanager
     async def edit(self, doc_id: str, origin: str = "server") -> AsyncIterator[Doc[Any]]:
@@ -273,7 +309,7 @@ class Documents:
             before = scratch.get_state()
             yield scratch
             change = scratch.get_update(before)
-            room.apply_update(change, origin, strict=False)
+        await self.apply_change(doc_id, change, origin)
 
     async def read(self, doc_id: str) -> Doc[Any]:
         """A copy of the document as it is now (for a hook to read)."""
@@ -328,7 +364,7 @@ class Documents:
             restore(scratch, state)
             scratch.unobserve(subscription)
             for update in changes:
-                room.apply_update(update, "restore", strict=False)
+                await self.apply_change(doc_id, update, "restore")
         log.info("restored %r to version %s", doc_id, version_id, extra={"doc": doc_id})
         return backup
 

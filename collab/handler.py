@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 
-from . import protocol
-from .peer import Peer
+from . import protocol, yupdate
+from .peer import Peer, PeerState
 from .protocol import (
     AuthMessage,
     AwarenessMessage,
@@ -20,23 +20,67 @@ from .protocol import (
     SyncMessage,
     SyncType,
 )
-from .room import Room
+from .room import Prepared, Room, RoomState
 from .stats import Stats
+from .workers import Workers
 
 log = logging.getLogger("collab.handler")
 
 
 class ProtocolHandler:
-    __slots__ = ("peer", "room", "stats")
+    __slots__ = ("peer", "room", "stats", "workers")
 
-    def __init__(self, peer: Peer, room: Room, stats: Stats) -> None:
+    def __init__(self, peer: Peer, room: Room, stats: Stats, workers: Workers) -> None:
         self.peer = peer
         self.room = room
         self.stats = stats
+        self.workers = workers
 
     def receive(self, frame: bytes) -> None:
         """Handle one frame; raises ProtocolError, leaving the room unchanged, if it is bad."""
+        self._dispatch(protocol.decode(frame), frame)
+
+    async def receive_large(self, frame: bytes) -> None:
+        """``receive`` for a frame of ``workers.above`` bytes or more: what reads only
+        its bytes runs in a worker thread, so the event loop serves the other rooms
+        meanwhile; the rest follows on the loop. The caller's next frame waits for it."""
         message = protocol.decode(frame)
+        if not isinstance(message, SyncMessage):
+            self._dispatch(message, frame)
+            return
+        if not self._handled(message):
+            return
+        if message.kind is SyncType.STEP1:
+            state_vector = message.payload
+            try:
+                await self.workers.run(lambda: yupdate.check_state_vector(state_vector))
+            except ValueError:
+                raise ProtocolError("malformed state vector") from None
+            if self._gone("a state vector"):
+                return
+            self._step1(message.payload, checked=True)
+            return
+        prepared = await self.room.prepare(message.payload, self.workers)
+        if self._gone("an update"):
+            return
+        self._apply(message, frame, prepared)
+
+    def _gone(self, what: str) -> bool:
+        """Whether the peer or its room closed while a frame of it was in a thread:
+        then the frame is dropped (its client sends what it holds again when it
+        reconnects, to a room that holds what the store has)."""
+        if self.peer.state is PeerState.OPEN and self.room.state is RoomState.OPEN:
+            return False
+        log.info(
+            "peer %s: %s of %r checked after the peer or the room closed; not applied",
+            self.peer.id,
+            what,
+            self.room.doc_id,
+            extra={"doc": self.room.doc_id, "peer": self.peer.id, "client": self.peer.client},
+        )
+        return True
+
+    def _dispatch(self, message: protocol.Message, frame: bytes) -> None:
         if isinstance(message, SyncMessage):
             self._sync(message, frame)
         elif isinstance(message, AwarenessMessage):
@@ -56,19 +100,31 @@ class ProtocolHandler:
         )
 
     def _sync(self, message: SyncMessage, frame: bytes) -> None:
-        if message.kind is SyncType.STEP1:
-            try:
-                missing = self.room.missing(message.payload)
-            except ValueError:
-                raise ProtocolError("malformed state vector") from None
-            self.peer.send(protocol.sync_step2(missing))
-            if not self.room.built:
-                # Answered from the stored snapshot: build once the answer is out,
-                # before anything else of this room needs the document.
-                asyncio.get_running_loop().call_soon(self._build)
+        if not self._handled(message):
             return
+        if message.kind is SyncType.STEP1:
+            self._step1(message.payload)
+            return
+        self._apply(message, frame, None)
+
+    def _step1(self, state_vector: bytes, *, checked: bool = False) -> None:
+        try:
+            missing = self.room.missing(state_vector, checked=checked)
+        except ValueError:
+            raise ProtocolError("malformed state vector") from None
+        self.peer.send(protocol.sync_step2(missing))
+        if not self.room.built:
+            # Answered from the stored snapshot: build once the answer is out,
+            # before anything else of this room needs the document.
+            asyncio.get_running_loop().call_soon(self._build)
+
+    def _handled(self, message: SyncMessage) -> bool:
+        """Whether a sync message is to be handled: sync step 1, or a change from a
+        peer that may write (one that may not is refused here)."""
+        if message.kind is SyncType.STEP1:
+            return True
         if message.payload == protocol.EMPTY_UPDATE:
-            return  # what a client with nothing new answers to sync step 1
+            return False  # what a client with nothing new answers to sync step 1
         if not self.peer.can_write:
             self.stats.updates_refused += 1
             log.warning(
@@ -78,7 +134,10 @@ class ProtocolHandler:
                 extra={"doc": self.room.doc_id, "peer": self.peer.id, "client": self.peer.client},
             )
             self.peer.send(protocol.permission_denied("read-only"))
-            return
+            return False
+        return True
+
+    def _apply(self, message: SyncMessage, frame: bytes, prepared: Prepared | None) -> None:
         self.stats.updates_received += 1
         forward = frame if message.kind is SyncType.UPDATE else None
-        self.room.apply_update(message.payload, self.peer, forward)
+        self.room.apply_update(message.payload, self.peer, forward, prepared=prepared)

@@ -28,6 +28,9 @@ class Nesting(NamedTuple):
     # Clients whose types may wait in yrs for structs still to come: their structs
     # skip clocks (-1), or start at a clock the document may not have reached.
     starts: dict[int, int]
+    # Each client's newest type in the update, by clock: whether any of its types is
+    # still held back is whether that one is.
+    newest: dict[int, int]
 
     @property
     def deepest(self) -> int:
@@ -48,8 +51,11 @@ def nesting(update: bytes, known: Mapping[ID, int]) -> Nesting:
     for header in types:
         _resolve(header, index, known, container, base, outside)
     depths: dict[ID, int] = {}
+    newest: dict[int, int] = {}
     for header in types:
         _depth((header.client, header.clock), container, base, depths)
+        if header.clock > newest.get(header.client, -1):
+            newest[header.client] = header.clock
     starts: dict[int, int] = {}
     for header in found:
         if header.is_type or header.is_skip:
@@ -62,7 +68,7 @@ def nesting(update: bytes, known: Mapping[ID, int]) -> Nesting:
         for h in types
         if container[(h.client, h.clock)] is None
     )
-    return Nesting(depths, exact, frozenset(outside), starts)
+    return Nesting(depths, exact, frozenset(outside), starts, newest)
 
 
 def waits(found: Nesting, state: dict[int, int]) -> bool:

@@ -23,6 +23,7 @@ from .plaintext import title
 from .room import Origin, Room
 from .state import StoredDoc, build_doc, compact
 from .store import DocumentDeleted, DocumentStore, VersionInfo
+from .workers import Workers
 
 log = logging.getLogger("collab.persistence")
 
@@ -58,8 +59,11 @@ class Persistence:
         version_quiet: float = 30.0,
         version_retention: int = 20,
         shared: bool = False,
+        workers: Workers | None = None,
     ) -> None:
         self.store = store
+        # Where a batch of large updates is merged (None: on the event loop).
+        self._workers = workers
         self.flush_interval = flush_interval
         self.snapshot_interval = snapshot_interval
         self.snapshot_threshold = snapshot_threshold
@@ -163,8 +167,11 @@ class Persistence:
             began = self._clock()
             started = time.perf_counter()
             try:
+                merged_rows = await self._merged(batch[:count])
+                if self._pending.get(doc_id) is not batch:
+                    return True  # discarded (deleted) while it was merged
                 retitled = self._retitled(doc_id)
-                rows = await self.store.append(doc_id, log_rows(batch[:count]), title=retitled)
+                rows = await self.store.append(doc_id, merged_rows, title=retitled)
             except DocumentDeleted:
                 log.warning(
                     "%d updates to deleted document %r dropped",
@@ -200,6 +207,14 @@ class Persistence:
             for listener in self.stored_listeners:
                 listener(doc_id, count)
             return True
+
+    async def _merged(self, batch: list[tuple[bytes, bool]]) -> list[bytes]:
+        """``log_rows(batch)``; in a worker thread if the batch is large (a copy the
+        room's new updates do not change)."""
+        workers = self._workers
+        if workers is None or not workers.large(sum(len(update) for update, _ in batch)):
+            return log_rows(batch)
+        return await workers.run(lambda: log_rows(batch))
 
     async def _flush_out(self, doc_id: str) -> bool:
         """Write until nothing of the room is left unwritten; False if a write failed."""

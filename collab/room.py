@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
@@ -16,6 +16,7 @@ from .peer import Peer
 from .presence import Presence, PresenceLimits
 from .protocol import ProtocolError
 from .state import StoredDoc, decode_state_vector, encode_state_vector
+from .workers import Workers
 
 log = logging.getLogger("collab.room")
 
@@ -36,6 +37,28 @@ MAX_WAITING = 16
 
 class DocumentDamaged(ProtocolError):
     """yrs refused an update after applying part of it; the room must be reloaded."""
+
+
+class Prepared(NamedTuple):
+    """What ``Room.apply_update`` reads of a large update's own bytes, worked out in a
+    worker thread beforehand (``Room.prepare``)."""
+
+    update: bytes
+    checked: yupdate.Checked
+    # The depths of the types it creates, counted with ``known``, the room's depths as
+    # they were then; None: not counted.
+    found: Nesting | None
+    known: dict[yupdate.ID, int] | None
+
+    def found_with(self, depths: Mapping[yupdate.ID, int]) -> Nesting | None:
+        """``found``, if ``depths`` still say what ``known`` said of everything outside
+        the update that it depends on; None: to be counted again."""
+        found, known = self.found, self.known
+        if found is None or known is None:
+            return None
+        if all(depths.get(item) == known.get(item) for item in found.outside):
+            return found
+        return None
 
 
 class RoomState(enum.Enum):
@@ -68,8 +91,9 @@ class Room:
         self._integrated: bytes | None = None
         # The depth of each shared type in the document, once an update creates one.
         self._depths: dict[yupdate.ID, int] | None = None
-        # Updates whose types yrs holds back for structs still to come, and those types.
-        self._waiting: list[tuple[bytes, list[yupdate.ID]]] = []
+        # Updates whose types yrs holds back for structs still to come, each with its
+        # clients' newest type (Nesting.newest).
+        self._waiting: list[tuple[bytes, dict[int, int]]] = []
         self.presence = Presence(presence_limits, doc_id)
         self.peers: set[Peer] = set()
         self.state = RoomState.OPEN
@@ -114,9 +138,11 @@ class Room:
     def built(self) -> bool:
         return self._doc is not None
 
-    def missing(self, state_vector: bytes) -> bytes:
-        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed."""
-        yupdate.check_state_vector(state_vector)
+    def missing(self, state_vector: bytes, *, checked: bool = False) -> bytes:
+        """What a peer at ``state_vector`` lacks; ProtocolError if that is malformed
+        (``checked``: ``yupdate.check_state_vector`` found it is not)."""
+        if not checked:
+            yupdate.check_state_vector(state_vector)
         if self._stored is not None:
             return self._stored.missing(state_vector)
         return self.doc.get_update(state_vector)
@@ -136,8 +162,40 @@ class Room:
         if removal is not None:
             self.broadcast_awareness(removal, peer)
 
+    async def prepare(
+        self, update: bytes, workers: Workers, *, checked: yupdate.Checked | None = None
+    ) -> Prepared:
+        """What ``apply_update`` reads of ``update``'s bytes alone, worked out in
+        ``workers``' threads; MalformedUpdate if it is malformed. The room may change
+        (or close) meanwhile: ``apply_update`` uses what still holds. ``checked``:
+        ``yupdate.inspect(update)``, when the caller has it."""
+        if checked is None:
+            max_depth = self.max_depth
+            checked = await workers.run(lambda: yupdate.inspect(update, max_depth))
+        if not checked.types:
+            return Prepared(update, checked, None, None)
+        if self._depths is None and self._doc is not None:
+            # The document's own depths, counted once, in a thread too: they hold if no
+            # struct went in meanwhile (a deletion changes no depth).
+            doc = self._doc
+            snapshot, before = doc.get_update(), doc.get_state()
+            depths = await workers.run(lambda: nesting(snapshot, {}).depths)
+            if self._depths is None and self._doc is doc and doc.get_state() == before:
+                self._depths = depths
+        if self._depths is None:
+            return Prepared(update, checked, None, None)
+        known = dict(self._depths)
+        found = await workers.run(lambda: nesting(update, known))
+        return Prepared(update, checked, found, known)
+
     def apply_update(
-        self, update: bytes, origin: Origin, frame: bytes | None = None, *, strict: bool = True
+        self,
+        update: bytes,
+        origin: Origin,
+        frame: bytes | None = None,
+        *,
+        strict: bool = True,
+        prepared: Prepared | None = None,
     ) -> None:
         """Merge an update and send it to every peer but its origin; ProtocolError, with
         nothing applied or sent, if it is malformed.
@@ -146,10 +204,16 @@ class Room:
         as it is, so the bytes are encoded once for all peers, never per peer.
         ``strict``: the update came from a client, so each parent it names must be here
         already; another process's updates (checked there) may arrive before their parent.
+        ``prepared``: ``prepare(update)``, worked out off the event loop.
         """
         if update == protocol.EMPTY_UPDATE:
             return
-        checked = yupdate.inspect(update, self.max_depth)
+        if prepared is None:
+            checked = yupdate.inspect(update, self.max_depth)
+        elif prepared.update is update:
+            checked = prepared.checked
+        else:
+            raise ValueError("prepared from another update")
         doc = self.doc
         # The document's clocks, read once for the checks of a client's update that
         # need them (a keystroke needs none).
@@ -162,7 +226,9 @@ class Room:
             self._edges.check(doc, state, checked.deletions, checked.astral)
         found = None
         if checked.types or self._waiting:
-            found = self._nesting(doc, state, update, types=checked.types, strict=strict)
+            found = self._nesting(
+                doc, state, update, types=checked.types, strict=strict, prepared=prepared
+            )
         # Noted whether yrs integrates them now or holds them back for structs to come.
         self._edges.note(checked.astral)
         self._integrated = None
@@ -195,7 +261,14 @@ class Room:
             listener(self, update, origin)
 
     def _nesting(
-        self, doc: Doc[Any], state: dict[int, int], update: bytes, *, types: bool, strict: bool
+        self,
+        doc: Doc[Any],
+        state: dict[int, int],
+        update: bytes,
+        *,
+        types: bool,
+        strict: bool,
+        prepared: Prepared | None,
     ) -> Nesting | None:
         """The depths of the types ``update`` creates (None if it creates none); from a
         client, MalformedUpdate if that would nest the document deeper than
@@ -205,7 +278,9 @@ class Room:
         if types:
             if self._depths is None:
                 self._depths = nesting(doc.get_update(), {}).depths
-            found = nesting(update, self._depths)
+            found = None if prepared is None else prepared.found_with(self._depths)
+            if found is None:
+                found = nesting(update, self._depths)
         if not strict:
             return found
         waiting = found is not None and waits(found, state)
@@ -235,11 +310,11 @@ class Room:
             return
         state = decode_state_vector(doc.get_state())
         if found is not None:
-            self._waiting.append((update, list(found.depths)))
+            self._waiting.append((update, found.newest))
         self._waiting = [
-            (held, types)
-            for held, types in self._waiting
-            if any(clock >= state.get(client, 0) for client, clock in types)
+            (held, newest)
+            for held, newest in self._waiting
+            if any(clock >= state.get(client, 0) for client, clock in newest.items())
         ]
 
     def apply_awareness(self, update: bytes, origin: Origin, frame: bytes | None = None) -> None:

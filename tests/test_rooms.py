@@ -16,6 +16,7 @@ from collab.room import DocumentDamaged, Room, RoomState
 from collab.rooms import RoomRegistry
 from collab.state import StoredDoc
 from collab.stats import Stats
+from collab.workers import Workers
 
 from .test_peer import FakeTransport
 
@@ -98,7 +99,7 @@ async def test_a_room_from_a_stored_snapshot_answers_first_then_builds() -> None
     transport = FakeTransport()
     peer = Peer(transport)
     room.join(peer)
-    handler = ProtocolHandler(peer, room, Stats())
+    handler = ProtocolHandler(peer, room, Stats(), Workers())
     handler.receive(protocol.sync_step1(b"\x00"))
     assert transport.sent == [  # the socket took both at once
         protocol.sync_step1(source.get_state()),
@@ -149,7 +150,7 @@ async def test_a_room_yrs_fails_on_is_dropped_and_loaded_again_from_the_store() 
     sent_before = list(other.sent)
     source = Doc()
     source.get("text", type=Text).insert(0, "hello")
-    handler = ProtocolHandler(peers[0], room, Stats())
+    handler = ProtocolHandler(peers[0], room, Stats(), Workers())
     with pytest.raises(DocumentDamaged):
         handler.receive(protocol.sync_update(source.get_update()))
     assert "a" not in registry.rooms

@@ -173,7 +173,7 @@ async def put_content(request: Request) -> Response:
             raise ApiError(400, "bad_content", str(exc)) from None
         except Busy as exc:
             raise ApiError(503, "busy", f"{exc}; try again later") from None
-        room.apply_update(update, "api", strict=False)
+        await _documents(request).apply_change(room.doc_id, update, "api")
     log.info("content of %r written from %s (%s)", room.doc_id, format, mode)
     return JSONResponse({"format": format, "mode": mode, "applied": len(update)})
 

@@ -152,7 +152,9 @@ class SyncEndpoint:
         transport = session.transport
         try:
             try:
-                handler = ProtocolHandler(peer, session.room, self.stats)
+                workers = self.documents.workers
+                handler = ProtocolHandler(peer, session.room, self.stats, workers)
+                large = workers.above
                 closing = transport.closing
                 settings = self.settings
                 max_size = settings.max_message_size
@@ -192,7 +194,10 @@ class SyncEndpoint:
                     stats.frames_received += 1
                     stats.bytes_received += len(data)
                     try:
-                        handler.receive(data)
+                        if len(data) >= large:
+                            await handler.receive_large(data)
+                        else:
+                            handler.receive(data)
                     except PresenceRefused as exc:
                         _refuse(peer, exc.args[0])
                         peer.close(exc.code, exc.reason)
