@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from pycrdt import Array, Doc, Text, XmlElement, XmlFragment, XmlText
+from pycrdt import Array, Doc, Text, XmlElement, XmlFragment, XmlText, write_var_uint
 
 from collab import persistence, protocol, yupdate
 from collab import room as room_module
@@ -377,3 +377,26 @@ def test_types_counted_before_are_used_only_if_what_they_depend_on_holds() -> No
         room.apply_update(bytes(bytearray(update)), "api", prepared=prepared)
     room.apply_update(update, "api", prepared=prepared)
     assert str(room.doc.get("default", type=XmlFragment)) == str(fragment)
+
+
+async def test_a_large_state_vector_is_checked_in_a_thread(
+    served: ThreadServer, monkeypatch: pytest.MonkeyPatch, doc_id: str
+) -> None:
+    gate = Gate(len)
+    gate.open.set()
+    monkeypatch.setattr(yupdate, "check_state_vector", gate.wrap(yupdate.check_state_vector))
+    clients = OFF_LOOP_BYTES // 4
+    vector = write_var_uint(clients) + b"".join(
+        write_var_uint(1000 + n) + write_var_uint(n) for n in range(clients)
+    )
+    async with YClient(served.ws_url(doc_id)) as asker, YClient(served.ws_url(doc_id)) as bad:
+        asker.append("known")
+        await eventually(lambda: bad.content() == "known", 10, "the edit")
+        received = asker.received
+        await asker.send_raw(protocol.sync_step1(vector))  # answered: all it lacks
+        await eventually(lambda: asker.received > received, 10, "the answer")
+        await bad.send_raw(protocol.sync_step1(vector + b"\x01"))
+        await bad.wait_closed()
+        assert bad.close_code == CloseCode.INVALID_PAYLOAD
+        assert not asker.closed.is_set()
+    assert gate.large_threads == ["collab-work_0", "collab-work_0"]
