@@ -38,7 +38,17 @@ class ProtocolHandler:
 
     def receive(self, frame: bytes) -> None:
         """Handle one frame; raises ProtocolError, leaving the room unchanged, if it is bad."""
-        self._dispatch(protocol.decode(frame), frame)
+        message = protocol.decode(frame)
+        if isinstance(message, SyncMessage):
+            self._sync(message, frame)
+        elif isinstance(message, AwarenessMessage):
+            self.room.apply_awareness(message.update, self.peer, frame)
+        elif isinstance(message, QueryAwarenessMessage):
+            states = self.room.presence.encode_all()
+            if states is not None:
+                self.peer.send(protocol.awareness(states))
+        elif isinstance(message, AuthMessage):
+            log.debug("peer %s sent an auth message; ignored", self.peer.id)
 
     async def receive_large(self, frame: bytes) -> None:
         """``receive`` for a frame of ``workers.above`` bytes or more: what reads only
@@ -46,24 +56,23 @@ class ProtocolHandler:
         meanwhile; the rest follows on the loop. The caller's next frame waits for it."""
         message = protocol.decode(frame)
         if not isinstance(message, SyncMessage):
-            self._dispatch(message, frame)
+            self.receive(frame)
             return
-        if not self._handled(message):
-            return
+        payload = message.payload
         if message.kind is SyncType.STEP1:
-            state_vector = message.payload
             try:
-                await self.workers.run(lambda: yupdate.check_state_vector(state_vector))
+                await self.workers.run(lambda: yupdate.check_state_vector(payload))
             except ValueError:
                 raise ProtocolError("malformed state vector") from None
-            if self._gone("a state vector"):
-                return
-            self._step1(message.payload, checked=True)
+            if not self._gone("a state vector"):
+                self._step1(payload, checked=True)
             return
-        prepared = await self.room.prepare(message.payload, self.workers)
-        if self._gone("an update"):
+        if not self.peer.can_write:
+            self._read_only()
             return
-        self._apply(message, frame, prepared)
+        prepared = await self.room.prepare(payload, self.workers)
+        if not self._gone("an update"):
+            self._apply(message, frame, prepared)
 
     def _gone(self, what: str) -> bool:
         """Whether the peer or its room closed while a frame of it was in a thread:
@@ -80,18 +89,6 @@ class ProtocolHandler:
         )
         return True
 
-    def _dispatch(self, message: protocol.Message, frame: bytes) -> None:
-        if isinstance(message, SyncMessage):
-            self._sync(message, frame)
-        elif isinstance(message, AwarenessMessage):
-            self.room.apply_awareness(message.update, self.peer, frame)
-        elif isinstance(message, QueryAwarenessMessage):
-            states = self.room.presence.encode_all()
-            if states is not None:
-                self.peer.send(protocol.awareness(states))
-        elif isinstance(message, AuthMessage):
-            log.debug("peer %s sent an auth message; ignored", self.peer.id)
-
     def _build(self) -> None:
         started = time.perf_counter()
         self.room.build()
@@ -100,10 +97,13 @@ class ProtocolHandler:
         )
 
     def _sync(self, message: SyncMessage, frame: bytes) -> None:
-        if not self._handled(message):
-            return
         if message.kind is SyncType.STEP1:
             self._step1(message.payload)
+            return
+        if message.payload == protocol.EMPTY_UPDATE:
+            return  # what a client with nothing new answers to sync step 1
+        if not self.peer.can_write:
+            self._read_only()
             return
         self._apply(message, frame, None)
 
@@ -118,24 +118,15 @@ class ProtocolHandler:
             # before anything else of this room needs the document.
             asyncio.get_running_loop().call_soon(self._build)
 
-    def _handled(self, message: SyncMessage) -> bool:
-        """Whether a sync message is to be handled: sync step 1, or a change from a
-        peer that may write (one that may not is refused here)."""
-        if message.kind is SyncType.STEP1:
-            return True
-        if message.payload == protocol.EMPTY_UPDATE:
-            return False  # what a client with nothing new answers to sync step 1
-        if not self.peer.can_write:
-            self.stats.updates_refused += 1
-            log.warning(
-                "read-only peer %s tried to change %r; refused",
-                self.peer.id,
-                self.room.doc_id,
-                extra={"doc": self.room.doc_id, "peer": self.peer.id, "client": self.peer.client},
-            )
-            self.peer.send(protocol.permission_denied("read-only"))
-            return False
-        return True
+    def _read_only(self) -> None:
+        self.stats.updates_refused += 1
+        log.warning(
+            "read-only peer %s tried to change %r; refused",
+            self.peer.id,
+            self.room.doc_id,
+            extra={"doc": self.room.doc_id, "peer": self.peer.id, "client": self.peer.client},
+        )
+        self.peer.send(protocol.permission_denied("read-only"))
 
     def _apply(self, message: SyncMessage, frame: bytes, prepared: Prepared | None) -> None:
         self.stats.updates_received += 1

@@ -21,6 +21,7 @@ from pycrdt import Array, Doc, Text, XmlElement, XmlFragment, XmlText, write_var
 
 from collab import persistence, protocol, yupdate
 from collab import room as room_module
+from collab.auth import issue
 from collab.closecodes import CloseCode
 from collab.documents import Documents
 from collab.room import Room
@@ -84,8 +85,8 @@ def nesting_gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
 class ThreadServer:
     """collab served by uvicorn from a thread of this process."""
 
-    def __init__(self, database_url: str) -> None:
-        settings = Settings(database_url=database_url)
+    def __init__(self, database_url: str, **overrides: Any) -> None:
+        settings = Settings(database_url=database_url, **overrides)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -400,3 +401,23 @@ async def test_a_large_state_vector_is_checked_in_a_thread(
         assert bad.close_code == CloseCode.INVALID_PAYLOAD
         assert not asker.closed.is_set()
     assert gate.large_threads == ["collab-work_0", "collab-work_0"]
+
+
+async def test_a_read_only_peers_large_update_is_refused_unread(
+    sqlite_url: str, inspect_gate: Gate, doc_id: str
+) -> None:
+    secret = "s" * 32
+    server = ThreadServer(sqlite_url, auth_secret=secret).start()
+    try:
+        writer_url = f"{server.ws_url(doc_id)}?token={issue(secret, 'w', [doc_id])}"
+        reader_url = f"{server.ws_url(doc_id)}?token={issue(secret, 'r', [doc_id], read_only=True)}"
+        async with YClient(writer_url) as writer, YClient(reader_url) as reader:
+            reader.append(BIG)
+            await eventually(lambda: reader.denied == ["read-only"], 10, "the refusal")
+            writer.append("w")
+            await eventually(lambda: len(reader.content()) == 1 + len(BIG), 10, "the writer's edit")
+            assert writer.content() == "w"
+            assert not reader.closed.is_set()
+    finally:
+        server.stop()
+    assert inspect_gate.large_threads == []
