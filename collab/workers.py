@@ -26,6 +26,7 @@ OFF_LOOP_BYTES = 64 * 1024
 # Threads share the GIL: more would not check faster, two keep one large update from
 # waiting behind another.
 THREADS = 2
+THREAD_PREFIX = "collab-work"
 
 
 class Workers:
@@ -43,7 +44,7 @@ class Workers:
     async def run(self, work: Callable[[], _T]) -> _T:
         """``work()`` in a worker thread; what it raises is raised here."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="collab-work")
+            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=THREAD_PREFIX)
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def close(self) -> None:
