@@ -105,3 +105,28 @@ HALF_APPLIED_BASE = bytes.fromhex(
     "011401"
 )
 HALF_APPLIED_UPDATE = bytes.fromhex("010183b3dadaaa0abf09144483b3dadaaab5bf090d02c3a900")
+
+
+def deletion(client: int, clock: int, length: int) -> bytes:
+    """An update that deletes ``length`` units of ``client`` from ``clock`` on."""
+    return (
+        b"\x00\x01"
+        + write_var_uint(client)
+        + b"\x01"
+        + write_var_uint(clock)
+        + write_var_uint(length)
+    )
+
+
+def item_in_parent(client: int, parent: tuple[int, int], text: bytes = b"Z") -> bytes:
+    """One client's single string item, in the type with ID ``parent`` (the structs of
+    an update, without its count or delete set)."""
+    return (
+        b"\x01"
+        + write_var_uint(client)
+        + b"\x00\x04\x00"
+        + write_var_uint(parent[0])
+        + write_var_uint(parent[1])
+        + write_var_uint(len(text))
+        + text
+    )

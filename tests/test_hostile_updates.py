@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc, Text, write_var_uint
+from pycrdt import Doc, Text
 
 from collab import protocol
 from collab.closecodes import CloseCode
@@ -22,6 +22,7 @@ from .corpus import (
     content,
     deep_any,
     deep_json_format,
+    deletion,
 )
 from .jsclient import JsClient
 from .support import CollabServer, eventually
@@ -148,17 +149,6 @@ async def test_trailing_junk_is_refused_not_relayed_nor_stored(
     assert info["size_bytes"] < 1024
 
 
-def _deletion(client: int, clock: int, length: int) -> bytes:
-    """An update that deletes ``length`` units of ``client`` from ``clock`` on."""
-    return (
-        b"\x00\x01"
-        + write_var_uint(client)
-        + b"\x01"
-        + write_var_uint(clock)
-        + write_var_uint(length)
-    )
-
-
 @pytest.mark.parametrize(("clock", "length"), [(2, 1), (1, 1), (2, 3), (0, 2)])
 def test_a_deletion_inside_an_emoji_is_refused(clock: int, length: int) -> None:
     """yrs splits an item where a deletion starts or ends; split inside a two-unit
@@ -168,7 +158,7 @@ def test_a_deletion_inside_an_emoji_is_refused(clock: int, length: int) -> None:
     room = Room("emoji", Doc())
     room.apply_update(writer.get_update(), "peer")
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(9, clock, length), "peer")
+        room.apply_update(deletion(9, clock, length), "peer")
     again: Doc[Any] = Doc()
     again.apply_update(room.doc.get_update())
     assert str(again.get("text", type=Text)) == "a😀bc"

@@ -18,6 +18,7 @@ from collab.state import StoredDoc
 from collab.yupdate import ID, MalformedUpdate
 
 from .conftest import ServerFactory
+from .corpus import deletion, item_in_parent
 from .yclient import YClient
 
 WRITER = 9
@@ -25,17 +26,6 @@ WRITER = 9
 TEXT = "a😀bc"
 SPLITTING = [(2, 1), (1, 1), (2, 3), (0, 2)]  # (clock, length)
 BETWEEN = [(1, 2), (0, 1), (3, 2), (0, 5), (0, 3), (1, 4)]
-
-
-def _deletion(client: int, clock: int, length: int) -> bytes:
-    """An update that deletes ``length`` units of ``client`` from ``clock`` on."""
-    return (
-        b"\x00\x01"
-        + write_var_uint(client)
-        + b"\x01"
-        + write_var_uint(clock)
-        + write_var_uint(length)
-    )
 
 
 def _writer() -> tuple[Doc[Any], Text, bytes, bytes]:
@@ -139,7 +129,7 @@ def test_a_deletion_inside_an_emoji_is_refused_however_it_came(
     assert _text(room) == TEXT
     before = room.doc.get_update()
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(WRITER, clock, length), "peer")
+        room.apply_update(deletion(WRITER, clock, length), "peer")
     assert room.doc.get_update() == before
     assert _text(room) == TEXT
 
@@ -150,7 +140,7 @@ def test_a_deletion_between_characters_is_taken_however_they_came(
     make: Callable[[], Room], clock: int, length: int
 ) -> None:
     room = make()
-    room.apply_update(_deletion(WRITER, clock, length), "peer")
+    room.apply_update(deletion(WRITER, clock, length), "peer")
     starts = {0: "a", 1: "😀", 3: "b", 4: "c"}  # each character by its first unit
     kept = "".join(char for at, char in starts.items() if not clock <= at < clock + length)
     assert _text(room) == kept
@@ -164,10 +154,10 @@ def test_half_of_a_deleted_emoji_may_be_deleted(
     once the room has read that of an edge it knew, it does not read it again; what it
     was built from is read at each edge until it reads it whole)."""
     room = make()
-    room.apply_update(_deletion(WRITER, 1, 2), "peer")
-    room.apply_update(_deletion(WRITER, 2, 1), "peer")
+    room.apply_update(deletion(WRITER, 1, 2), "peer")
+    room.apply_update(deletion(WRITER, 2, 1), "peer")
     reads.clear()
-    room.apply_update(_deletion(WRITER, 2, 1), "peer")
+    room.apply_update(deletion(WRITER, 2, 1), "peer")
     assert sum(doc is room.doc for doc in reads) == (2 if make is _stored else 0)
     assert _text(room) == "abc"
 
@@ -177,12 +167,12 @@ def test_a_deletion_inside_an_emoji_of_the_update_itself_is_refused() -> None:
     brings splits it as well."""
     update = _whole()
     assert update.endswith(b"\x00")  # no deletions
-    splitting = update[:-1] + _deletion(WRITER, 2, 1)[1:]
+    splitting = update[:-1] + deletion(WRITER, 2, 1)[1:]
     room = Room("r", Doc())
     with pytest.raises(MalformedUpdate, match="splits a character"):
         room.apply_update(splitting, "peer")
     assert _text(room) == ""
-    room.apply_update(update[:-1] + _deletion(WRITER, 1, 2)[1:], "peer")
+    room.apply_update(update[:-1] + deletion(WRITER, 1, 2)[1:], "peer")
     assert _text(room) == "abc"
 
 
@@ -191,7 +181,7 @@ def test_a_deletion_inside_an_emoji_yrs_holds_back_is_refused() -> None:
     room = Room("r", Doc())
     room.apply_update(rest, "peer")
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(WRITER, 2, 1), "peer")
+        room.apply_update(deletion(WRITER, 2, 1), "peer")
     room.apply_update(first, "peer")
     assert _text(room) == TEXT
 
@@ -255,8 +245,8 @@ def test_deletions_of_a_stored_document_read_it_a_bounded_number_of_times(
     assert sum(doc is room.doc for doc in reads) <= READS_BEFORE_INDEXING + 1
     assert _text(room) == str(text) == "x" * 300 + "😀"
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(5, 601, 1), "peer")
-    room.apply_update(_deletion(5, 600, 2), "peer")
+        room.apply_update(deletion(5, 601, 1), "peer")
+    room.apply_update(deletion(5, 600, 2), "peer")
     assert _text(room) == "x" * 300
 
 
@@ -272,28 +262,19 @@ def test_an_emoji_held_back_is_still_known_once_the_document_is_read_whole(
     assert sum(doc is room.doc for doc in reads) == 1
     for clock in (2, 1):
         with pytest.raises(MalformedUpdate, match="splits a character"):
-            room.apply_update(_deletion(WRITER, clock, 1), "peer")
+            room.apply_update(deletion(WRITER, clock, 1), "peer")
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(5, 601, 1), "peer")
+        room.apply_update(deletion(5, 601, 1), "peer")
     room.apply_update(first, "peer")
     with pytest.raises(MalformedUpdate, match="splits a character"):
-        room.apply_update(_deletion(WRITER, 2, 1), "peer")
+        room.apply_update(deletion(WRITER, 2, 1), "peer")
     kept = "x" * (600 - READS_BEFORE_INDEXING - 1) + "😀" + TEXT
     assert sorted(_text(room)) == sorted(kept)
 
 
 def _in_parent(client: int, parent: ID, text: bytes = b"Z") -> bytes:
     """An update of one string item of ``client``, in the type with ID ``parent``."""
-    struct = (
-        b"\x01"
-        + write_var_uint(client)
-        + b"\x00\x04\x00"
-        + write_var_uint(parent[0])
-        + write_var_uint(parent[1])
-        + write_var_uint(len(text))
-        + text
-    )
-    return b"\x01" + struct + b"\x00"
+    return b"\x01" + item_in_parent(client, parent, text) + b"\x00"
 
 
 def _paragraphs() -> tuple[Doc[Any], XmlFragment, bytes]:
@@ -389,7 +370,7 @@ async def test_half_an_emoji_written_before_a_restart_cannot_be_deleted(
     again = start_server(database_url)
     async with YClient(again.ws_url(doc_id)) as bad:
         assert bad.content() == TEXT
-        await bad.send_raw(protocol.sync_update(_deletion(WRITER, 2, 1)))
+        await bad.send_raw(protocol.sync_update(deletion(WRITER, 2, 1)))
         await bad.wait_closed()
         assert bad.close_code == CloseCode.INVALID_PAYLOAD
     async with YClient(again.ws_url(doc_id)) as late:

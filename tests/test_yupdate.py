@@ -17,7 +17,7 @@ from collab.room import DocumentDamaged, Room
 from collab.state import decode_state_vector
 from collab.yupdate import MalformedUpdate
 
-from .corpus import any_update, deep_any, deep_json_format, real_updates
+from .corpus import any_update, deep_any, deep_json_format, item_in_parent, real_updates
 
 DEPTH = 128
 EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "300"))
@@ -177,19 +177,6 @@ def _items(*structs: bytes) -> bytes:
     return write_var_uint(len(structs)) + b"".join(structs) + b"\x00"
 
 
-def _in_parent(client: int, parent: tuple[int, int], text: bytes = b"Z") -> bytes:
-    """One client's single string item, in the type with ID ``parent``."""
-    return (
-        b"\x01"
-        + write_var_uint(client)
-        + b"\x00\x04\x00"
-        + write_var_uint(parent[0])
-        + write_var_uint(parent[1])
-        + write_var_uint(len(text))
-        + text
-    )
-
-
 def _document() -> Doc[Any]:
     doc: Doc[Any] = Doc()
     for update in real_updates():
@@ -203,12 +190,12 @@ def test_an_item_in_a_parent_that_is_not_a_type_is_refused_whole() -> None:
     valid = b"\x01\x05\x00\x04\x01\x04text\x01Q"  # client 5 types "Q" at the start
     # Client 3's item names the document's first character as its parent; yrs would
     # apply client 5's "Q", then fail.
-    update = _items(valid, _in_parent(3, (4242, 6)))
+    update = _items(valid, item_in_parent(3, (4242, 6)))
     with pytest.raises(MalformedUpdate, match="not a shared type"):
         Room("a", doc).apply_update(update, "api")
     assert doc.get_update() == before
     # The same parent inside the update, as one that is not a type.
-    inside = _items(_in_parent(3, (9, 0)), b"\x01\x09\x00\x04\x01\x04text\x01Q")
+    inside = _items(item_in_parent(3, (9, 0)), b"\x01\x09\x00\x04\x01\x04text\x01Q")
     with pytest.raises(MalformedUpdate, match="not a shared type"):
         Room("a", doc).apply_update(inside, "api")
 
@@ -219,11 +206,11 @@ def test_an_item_in_a_parent_still_to_come_is_refused() -> None:
     doc = _document()
     future = (4242, decode_state_vector(doc.get_state())[4242] + 1)
     with pytest.raises(MalformedUpdate, match="not in the document"):
-        Room("a", doc).apply_update(_items(_in_parent(3, future)), "api")
+        Room("a", doc).apply_update(_items(item_in_parent(3, future)), "api")
 
 
 def test_an_item_in_a_real_type_is_applied() -> None:
     doc = _document()
     line = (4242, 1)  # the paragraph's XmlText: an existing shared type, named by its ID
-    Room("a", doc).apply_update(_items(_in_parent(3, line, b"first")), "api")
+    Room("a", doc).apply_update(_items(item_in_parent(3, line, b"first")), "api")
     assert "first" in str(doc.get("default", type=XmlFragment))
