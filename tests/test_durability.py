@@ -5,6 +5,7 @@ loses nothing older than that; a visited document that was never edited stores n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -180,6 +181,8 @@ async def test_a_kill_during_load_loses_nothing_older_than_the_window(
             await asyncio.sleep(0.02)
 
     watching = asyncio.create_task(watch())
+    lags: list[float] = []  # the write lag the server reported, every 50 ms
+    sampling = asyncio.create_task(_sample_write_lag(server, lags))
 
     async def kill_soon() -> float:
         await asyncio.sleep(4.5)
@@ -190,11 +193,27 @@ async def test_a_kill_during_load_loses_nothing_older_than_the_window(
     await _write_for(server, "killed", writers=3, seconds=6)  # the server goes away
     killed_at = await killer
     watching.cancel()
+    sampling.cancel()
     content = await _reopened(start_server(), "killed")
     relayed_long_before = [m for m, at in seen.items() if at < killed_at - 0.5]
     assert relayed_long_before
     lost = [m for m in relayed_long_before if m not in content]
-    assert not lost, f"{len(lost)} of {len(relayed_long_before)} older edits lost"
+    stored_at = max((at for m, at in seen.items() if m in content), default=0.0)
+    assert not lost, (
+        f"{len(lost)} of {len(relayed_long_before)} older edits lost: the newest stored "
+        f"was relayed {killed_at - stored_at:.2f} s before the kill; the server reported "
+        f"a write lag of up to {max(lags, default=0.0):.2f} s ({len(lags)} samples)"
+    )
+
+
+async def _sample_write_lag(server: CollabServer, lags: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=1) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                for line in (await http.get("/metrics")).text.splitlines():
+                    if line.startswith("collab_write_lag_seconds "):
+                        lags.append(float(line.split()[1]))
+            await asyncio.sleep(0.05)
 
 
 async def test_a_visited_document_that_is_never_edited_stores_nothing(
