@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from . import support
 from .support import CollabServer, PostgresServer, RedisServer, migrate
 
 
@@ -27,6 +28,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     grouping = item.config.getoption("loadgroup", False)
     if grouping and item.get_closest_marker("timing") and "@" not in item.nodeid:
         pytest.fail("pytest-xdist did not group this timing test: see pyproject.toml")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    support.LOG_DIR = tmp_path_factory.mktemp("server-logs")
 
 
 @pytest.fixture(scope="session")

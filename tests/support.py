@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Where the servers' logs go: the session's pytest temporary directory (conftest.py),
+# which pytest prunes, rather than /tmp, which a thousand servers a run would fill.
+LOG_DIR: Path | None = None
 
 
 def free_port() -> int:
@@ -233,7 +236,9 @@ class CollabServer:
             "COLLAB_LOG_LEVEL": "debug",
             **(env or {}),
         }
-        self.log_path = Path(tempfile.mkstemp(prefix="collab-server-", suffix=".log")[1])
+        self.log_path = Path(
+            tempfile.mkstemp(prefix="collab-server-", suffix=".log", dir=LOG_DIR)[1]
+        )
         self.process: subprocess.Popen[bytes] | Forked | None = None
         self.args: list[str] = []  # more arguments for the command
 
