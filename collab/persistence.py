@@ -36,6 +36,12 @@ FLUSH_CONCURRENCY = 8
 # one, so memory grows with the document, not with the number of keystrokes.
 MERGE_PENDING_ABOVE = 256
 
+# A room whose oldest unwritten update has waited this many flush intervals, while
+# writes succeed, is late: its readers give the write its turn, for at most
+# GIVE_WAY_SECONDS at a time (a slow database holds them again on their next turn).
+LATE_INTERVALS = 2
+GIVE_WAY_SECONDS = 1.0
+
 
 class LoadError(RuntimeError):
     pass
@@ -92,6 +98,9 @@ class Persistence:
         self._compact_wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._doc_locks: dict[str, asyncio.Lock] = {}
+        # doc id -> done at the end of the room's next write (attempt), for readers
+        # giving the write its turn (see ``give_way``)
+        self._written: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         # Told (doc id, updates written) after a write of a document's updates.
         self.stored_listeners: list[Callable[[str, int], None]] = []
@@ -156,9 +165,45 @@ class Persistence:
     def has_pending(self, doc_id: str) -> bool:
         return bool(self._pending.get(doc_id))
 
+    def late(self, doc_id: str) -> bool:
+        """Whether the room's oldest unwritten update has waited two flush intervals
+        while writes succeed: the event loop is too busy reading for its write."""
+        since = self._unwritten_since.get(doc_id)
+        return (
+            since is not None
+            and self.healthy
+            and self._clock() - since > LATE_INTERVALS * self.flush_interval
+        )
+
+    async def give_way(self, doc_id: str) -> None:
+        """Wait, up to ``GIVE_WAY_SECONDS``, for the room's next write to end.
+
+        A reader that is never short of frames (a client sending as fast as it can)
+        otherwise keeps the loop for itself: the write's every step (a database
+        round trip, the merge of its batch in a thread, which shares the GIL) waits for
+        the reader's next turn, and writes fell seconds behind. Its socket waits
+        meanwhile, so TCP slows the sender down to what the database takes."""
+        future = self._written.get(doc_id)
+        if future is None:
+            future = self._written[doc_id] = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), GIVE_WAY_SECONDS)
+
+    def _wrote(self, doc_id: str) -> None:
+        """Wake the readers waiting for the room's write (it ended, either way)."""
+        future = self._written.pop(doc_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
     async def flush(self, doc_id: str) -> bool:
         """Write the room's queued updates; False if the write failed. Updates that
         arrive during the write are left for the next one."""
+        try:
+            return await self._flush(doc_id)
+        finally:
+            self._wrote(doc_id)
+
+    async def _flush(self, doc_id: str) -> bool:
         async with self._lock(doc_id):
             batch = self._pending.get(doc_id)
             if not batch:
@@ -432,6 +477,7 @@ class Persistence:
         return None if self._titles.get(doc_id) == current else current
 
     def _forget(self, doc_id: str) -> None:
+        self._wrote(doc_id)
         self._rooms.pop(doc_id, None)
         self._titles.pop(doc_id, None)
         self._last_change.pop(doc_id, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,12 +15,14 @@ from typing import Any
 import httpx
 import pytest
 from pycrdt import Doc, Text
+from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from collab import protocol
 from collab.persistence import Persistence
 from collab.room import Room
+from collab.schema import updates as updates_table
 from collab.sqlstore import SqlStore, create_engine
 from collab.state import build_doc
 
@@ -96,6 +100,44 @@ async def test_a_busy_room_is_written_continuously_not_backed_off(sqlite_url: st
         assert persistence.healthy
     finally:
         await persistence.stop()
+        await store.close()
+
+
+async def test_a_late_room_s_reader_waits_for_its_write(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SlowStore(create_engine(sqlite_url))
+    now = [0.0]
+    persistence = Persistence(store, flush_interval=0.1, clock=lambda: now[0])
+    try:
+        room = Room("late", await persistence.load("late"))
+        persistence.attach(room)
+        assert not persistence.late("late")  # nothing unwritten
+        keystrokes = _keystrokes(2)
+        room.apply_update(keystrokes[0], "api")
+        now[0] = 0.2
+        assert not persistence.late("late")  # two flush intervals: due, not late
+        now[0] = 0.21
+        assert persistence.late("late")
+        waiting = asyncio.create_task(persistence.give_way("late"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await persistence.flush("late")
+        await asyncio.wait_for(waiting, 0.5)  # woken by the write's end
+        assert not persistence.late("late")
+        # With nothing written meanwhile, a reader waits GIVE_WAY_SECONDS, no longer.
+        monkeypatch.setattr("collab.persistence.GIVE_WAY_SECONDS", 0.05)
+        await asyncio.wait_for(persistence.give_way("late"), 1)
+        # Failing writes are the health check's to hold back (COLLAB_MAX_WRITE_LAG).
+        room.apply_update(keystrokes[1], "api")
+        now[0] = 1.0
+        SlowStore.failing = True
+        waiting = asyncio.create_task(persistence.give_way("late"))
+        assert not await persistence.flush("late")
+        await asyncio.wait_for(waiting, 0.5)  # a failed write wakes it too
+        assert not persistence.late("late")
+    finally:
+        SlowStore.failing = False
         await store.close()
 
 
@@ -255,9 +297,11 @@ async def test_an_open_document_not_yet_written_can_be_deleted(
 
 
 async def test_a_fast_sender_does_not_keep_its_writes_waiting(start_server: ServerFactory) -> None:
-    """Frames a socket has queued are received without suspending: unless its reader
-    gives way, a client sending as fast as it can holds off every write until the
-    server has read all it sent (two rows for 60,000 updates, seconds late)."""
+    """A reader that is never short of frames gives way every few milliseconds, and
+    waits for the room's write when it is late: otherwise each step of the write waits
+    for the reader's next turn, and a client sending as fast as it can held off the
+    writes of what it sent for seconds (two rows for 60,000 updates, 0.8 and 1.7 s
+    apart)."""
     server = start_server(messages_per_second="1000000", bytes_per_second="1000000000")
     source: Doc[Any] = Doc()
     updates: list[bytes] = []
@@ -266,20 +310,47 @@ async def test_a_fast_sender_does_not_keep_its_writes_waiting(start_server: Serv
     for _ in range(60_000):
         text.insert(len(text), "x")
     async with connect(server.ws_url("fast"), max_size=None) as ws:
+        began = dt.datetime.now(dt.UTC)
         for update in updates:
             await ws.send(protocol.sync_update(update))
+        await ws.send(protocol.sync_step1(b"\x00"))
+        # The answer comes after the server has applied everything sent before it.
+        while not _is_step2(protocol.decode(await ws.recv(decode=False))):
+            pass
+        read = dt.datetime.now(dt.UTC)
         async with httpx.AsyncClient(base_url=server.url) as http:
 
             async def all_written() -> bool:
                 return (await http.get("/api/stats")).json()["unwritten_updates"] == 0
 
             await eventually(all_written, 60, "the writes")
-    store = SqlStore(create_engine(server.database_url))
+    engine = create_engine(server.database_url)
+    store = SqlStore(engine)
     try:
         stored = await store.load("fast")
+        async with engine.connect() as conn:
+            written = list(
+                await conn.scalars(
+                    select(updates_table.c.created_at)
+                    .where(updates_table.c.doc_id == "fast")
+                    .order_by(updates_table.c.seq)
+                )
+            )
     finally:
         await store.close()
-    # Written as they were read, a round every 0.1 s or so: more rows than the two of
-    # a reader that never gives way (a quiet machine reads it all in about 0.3 s).
-    assert len(stored.updates) >= 3, len(stored.updates)
     assert str(build_doc(stored.snapshot, stored.updates).get("text", type=Text)) == str(text)
+    # While the server read (1.5-3 s here), a write every 0.1-0.2 s: the longest wait
+    # for one is two flush intervals and a write, not the whole read.
+    moments = [began, *(_utc(at) for at in written if _utc(at) <= read)]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(moments)]
+    assert len(gaps) >= 5, (len(gaps), read - began)
+    assert max(gaps) < 0.5, gaps
+
+
+def _utc(at: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC one (SQLite gives it back naive)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def _is_step2(message: protocol.Message) -> bool:
+    return isinstance(message, protocol.SyncMessage) and message.kind is protocol.SyncType.STEP2

@@ -160,6 +160,8 @@ class SyncEndpoint:
                 max_size = settings.max_message_size
                 stats = self.stats
                 health = self.health
+                persistence = self.documents.persistence
+                doc_id = session.room.doc_id
                 # Flow control, not a policy: a peer over its rate is not read again
                 # until its budget refills, so TCP slows its sender down; it is never
                 # closed for it.
@@ -217,8 +219,13 @@ class SyncEndpoint:
                     elif clock() >= turn_ends:
                         # Frames already queued are received without suspending: a fast
                         # sender would keep the loop from everything else (the writes of
-                        # what it sends among them) until its queue ran dry.
-                        await asyncio.sleep(0)
+                        # what it sends among them) until its queue ran dry. Giving way
+                        # for a pass is not always enough for the writes: each of their
+                        # steps needs a pass.
+                        if peer.can_write and persistence.late(doc_id):
+                            await persistence.give_way(doc_id)
+                        else:
+                            await asyncio.sleep(0)
                         turn_ends = clock() + READ_TURN
             except asyncio.CancelledError:
                 if not transport.aborted:
