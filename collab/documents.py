@@ -467,6 +467,7 @@ class Documents:
             on_deleted=self._forget,
             on_process_gone=check_storage,
             find_deleted=self.store.deleted_among,
+            workers=self.workers,
         )
 
 

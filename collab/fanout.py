@@ -40,9 +40,10 @@ from pycrdt import Doc, write_var_uint
 
 from . import yupdate
 from .protocol import EMPTY_UPDATE, ProtocolError, Reader
-from .room import DEFAULT_MAX_DEPTH, Origin, Room
+from .room import DEFAULT_MAX_DEPTH, Origin, Prepared, Room
 from .state import StoredDoc
 from .store import DocumentDeleted
+from .workers import Workers
 
 log = logging.getLogger("collab.fanout")
 
@@ -159,6 +160,9 @@ class _Link:
     updated_by: dict[str, float] = field(default_factory=dict)  # process -> last update
     shared: bool = True  # another process may have the room open: publish
     heard: int = 0  # messages from other processes, to tell a stale subscriber count
+    # While a large update's checks run in a worker thread: the messages that arrived
+    # for the document since, to be handled after it, in order.
+    held: list[Message] | None = None
 
 
 @dataclass
@@ -189,8 +193,11 @@ class Fanout:
         on_process_gone: GoneHandler | None = None,
         find_deleted: DeletedFinder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        workers: Workers | None = None,
     ) -> None:
         self.transport = transport
+        # Where a large update's pure-Python checks run (None: on the event loop).
+        self._workers = workers
         self.id = uuid.uuid4().hex[:12]
         self._own_tag = _var_bytes(self.id.encode())  # how our messages start, after the kind
         self.prefix = prefix
@@ -439,23 +446,77 @@ class Fanout:
             self._dispatch(link, message)
 
     def _dispatch(self, link: _Link, message: Message) -> None:
-        try:
-            self._handle(link, message)
-        except ProtocolError as exc:
-            log.warning(
-                "ignoring a %s message for %r from process %s: %s",
-                message.kind.name,
-                link.doc_id,
-                message.sender,
-                exc,
-                extra={"doc": link.doc_id},
-            )
+        if link.held is not None:
+            link.held.append(message)
+        elif self._large(link, message):
+            link.held = []
+            self._spawn(self._dispatch_large(link, message))
+        else:
+            self._dispatch_now(link, message)
 
-    def _handle(self, link: _Link, message: Message) -> None:
+    def _large(self, link: _Link, message: Message) -> bool:
+        """Whether the message carries an update for the room that is checked in a
+        worker thread, as a client's would be: checked on the loop, a worst-case one
+        held every room of this process for seconds."""
+        workers = self._workers
+        return (
+            workers is not None
+            and link.room is not None
+            and message.kind in (Kind.UPDATE, Kind.REPLY)
+            and workers.large(len(message.a))
+        )
+
+    async def _dispatch_large(self, link: _Link, message: Message) -> None:
+        """Handle ``message`` once its update is checked in a worker thread, then what
+        arrived for the document meanwhile, in order (the next large one the same way)."""
+        held = link.held
+        workers = self._workers
+        assert held is not None
+        assert workers is not None
+        following: Message | None = message
+        try:
+            while following is not None:
+                message, following = following, None
+                room = link.room
+                try:
+                    prepared = None if room is None else await room.prepare(message.a, workers)
+                except ProtocolError as exc:
+                    self._ignored(link, message, exc)
+                else:
+                    # Checked for a room closed (or replaced) meanwhile: checked again.
+                    self._dispatch_now(link, message, prepared if link.room is room else None)
+                while held and following is None:
+                    next_one = held.pop(0)
+                    if self._large(link, next_one):
+                        following = next_one
+                    else:
+                        self._dispatch_now(link, next_one)
+        finally:
+            link.held = None
+
+    def _dispatch_now(
+        self, link: _Link, message: Message, prepared: Prepared | None = None
+    ) -> None:
+        try:
+            self._handle(link, message, prepared)
+        except ProtocolError as exc:
+            self._ignored(link, message, exc)
+
+    def _ignored(self, link: _Link, message: Message, exc: ProtocolError) -> None:
+        log.warning(
+            "ignoring a %s message for %r from process %s: %s",
+            message.kind.name,
+            link.doc_id,
+            message.sender,
+            exc,
+            extra={"doc": link.doc_id},
+        )
+
+    def _handle(self, link: _Link, message: Message, prepared: Prepared | None) -> None:
         kind = message.kind
         if kind is Kind.UPDATE:
             link.updated_by[message.sender] = self._clock()
-            self._apply(link, message.a)
+            self._apply(link, message.a, prepared)
         elif kind is Kind.AWARENESS:
             self._apply_presence(link, message.a, relay(message.sender))
         elif kind is Kind.QUERY:
@@ -463,7 +524,7 @@ class Fanout:
         elif kind is Kind.REPLY:
             if message.a != EMPTY_UPDATE:
                 link.updated_by[message.sender] = self._clock()
-            self._apply(link, message.a)
+            self._apply(link, message.a, prepared)
             self._replace_presence(link, message.b, relay(message.sender))
             link.replies += 1
             link.replied.set()
@@ -478,9 +539,9 @@ class Fanout:
             )
             self._drop(link.doc_id)
 
-    def _apply(self, link: _Link, update: bytes) -> None:
+    def _apply(self, link: _Link, update: bytes, prepared: Prepared | None = None) -> None:
         if link.room is not None:
-            link.room.apply_update(update, BUS, strict=False)
+            link.room.apply_update(update, BUS, strict=False, prepared=prepared)
             return
         assert link.doc is not None
         # Checked as a client's would be (MalformedUpdate is a ProtocolError): the room

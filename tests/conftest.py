@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from . import support
+from .gates import inspect_gate  # noqa: F401 (a fixture for test_big_updates and test_fanout)
 from .support import CollabServer, PostgresServer, RedisServer, migrate
 
 

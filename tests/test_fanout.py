@@ -17,8 +17,10 @@ from collab.peer import Peer
 from collab.presence import Presence
 from collab.protocol import ProtocolError
 from collab.room import Room
+from collab.workers import Workers
 
 from .corpus import deep_any
+from .gates import BIG, WORKER, Gate
 from .support import eventually
 from .test_peer import FakeTransport
 
@@ -392,3 +394,49 @@ async def test_a_crafted_update_from_the_bus_is_checked_before_a_room_holds_it(
         a.fanout.received(a.fanout.channel("doc"), crafted)
     assert "nested deeper than" in caplog.text
     assert doc.get_update() == protocol.EMPTY_UPDATE
+
+
+def _inserted(state: bytes, content: str, at: int | None = None) -> bytes:
+    """An update inserting ``content`` into the text of a document in ``state`` (at its
+    end by default), made by another process's client (not applied here)."""
+    source: Doc[Any] = Doc()
+    source.apply_update(state)
+    before = source.get_state()
+    shared = source.get("text", type=Text)
+    shared.insert(len(shared) if at is None else at, content)
+    return source.get_update(before)
+
+
+async def test_a_large_update_from_the_bus_is_checked_in_a_thread_and_what_follows_waits(
+    hub: Hub, inspect_gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    workers = Workers()
+    b = Process(hub, {}, workers=workers)
+    try:
+        room = await b.open("doc")
+        other = await b.open("other")
+        channel = b.fanout.channel("doc")
+        edit(room, "start ")
+        large = _inserted(room.doc.get_update(), BIG)
+        small = _inserted(room.doc.get_update(), "> ", at=0)  # needs nothing of the large one
+        b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", large).encode())
+        b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", small).encode())
+        await inspect_gate.wait_entered()
+        # The loop is free: this test runs on it, and another room takes an edit.
+        edit(other, "meanwhile")
+        assert text(other) == "meanwhile"
+        assert text(room) == "start "  # the small update waits behind the large one
+        inspect_gate.open.set()
+        await eventually(lambda: text(room) == "> start " + BIG, 10, "both")
+        assert inspect_gate.large_threads == [WORKER]
+        # A malformed large update is logged and dropped; what follows it is applied.
+        with caplog.at_level(logging.WARNING, "collab.fanout"):
+            malformed = large[: len(large) // 2]
+            b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", malformed).encode())
+            last = _inserted(room.doc.get_update(), "!")
+            b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", last).encode())
+            await eventually(lambda: text(room).endswith("!"), 10, "the update after it")
+        assert "ignoring a UPDATE message for 'doc'" in caplog.text
+        assert text(room) == "> start " + BIG + "!"
+    finally:
+        workers.close()
