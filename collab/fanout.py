@@ -482,6 +482,15 @@ class Fanout:
                     prepared = None if room is None else await room.prepare(message.a, workers)
                 except ProtocolError as exc:
                     self._ignored(link, message, exc)
+                except Exception:
+                    # The workers shut down, or a bug: checked on the loop instead, so
+                    # that neither it nor what waits behind it is lost.
+                    log.exception(
+                        "checking a large update for %r in a worker thread failed",
+                        link.doc_id,
+                        extra={"doc": link.doc_id},
+                    )
+                    self._dispatch_now(link, message)
                 else:
                     # Checked for a room closed (or replaced) meanwhile: checked again.
                     self._dispatch_now(link, message, prepared if link.room is room else None)

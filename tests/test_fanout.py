@@ -440,3 +440,30 @@ async def test_a_large_update_from_the_bus_is_checked_in_a_thread_and_what_follo
         assert text(room) == "> start " + BIG + "!"
     finally:
         workers.close()
+
+
+async def test_a_large_update_whose_check_in_a_thread_fails_is_checked_on_the_loop(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    workers = Workers()
+    b = Process(hub, {}, workers=workers)
+    try:
+        room = await b.open("doc")
+        channel = b.fanout.channel("doc")
+
+        async def fails(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+        monkeypatch.setattr(room, "prepare", fails)
+        edit(room, "start ")
+        large = _inserted(room.doc.get_update(), BIG)
+        small = _inserted(room.doc.get_update(), "> ", at=0)
+        with caplog.at_level(logging.ERROR, "collab.fanout"):
+            b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", large).encode())
+            b.fanout.received(channel, Message(Kind.UPDATE, "elsewhere", "", small).encode())
+            await eventually(
+                lambda: text(room) == "> start " + BIG, 10, "both, checked on the loop"
+            )
+        assert "in a worker thread failed" in caplog.text
+    finally:
+        workers.close()
