@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pycrdt import Doc
@@ -118,9 +118,21 @@ class Persistence:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._flush_loop(), name="collab-flush"),
-            loop.create_task(self._compact_loop(), name="collab-compact"),
+            loop.create_task(self._keep_running(self._flush_loop), name="collab-flush"),
+            loop.create_task(self._keep_running(self._compact_loop), name="collab-compact"),
         ]
+
+    async def _keep_running(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop until the stop, through any error it did not expect:
+        one such error must not end the writes, or make the shutdown's final write fail."""
+        while True:
+            try:
+                await loop()
+                return
+            except Exception:
+                log.exception("%s failed; restarting it", loop.__name__)
+            if await self._stopped_within(self.retry_max_delay):
+                return
 
     async def stop(self) -> None:
         # The loops finish the write they are in: cancelling one mid-transaction
@@ -444,7 +456,11 @@ class Persistence:
                 if now - last >= self.version_quiet and doc_id in self._rooms
             ]
             for doc_id in quiet:
-                await self.save_version(self._rooms[doc_id], kind="auto")
+                # Each save awaits: a room may have left memory (its release saved
+                # its version) or been saved meanwhile.
+                room = self._rooms.get(doc_id)
+                if room is not None and doc_id in self._last_change:
+                    await self.save_version(room, kind="auto")
             for doc_id in due:
                 if self._stopping.is_set():
                     return

@@ -533,3 +533,36 @@ async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_succeeds(
         assert len(stored.updates) == 2
     finally:
         await store.close()
+
+
+async def test_a_background_loop_that_fails_is_restarted(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqlStore(create_engine(sqlite_url))
+    persistence = Persistence(store, flush_interval=0.01, retry_max_delay=0.05)
+    flush_loop = persistence._flush_loop
+    runs = []
+
+    async def failing_once() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("a bug")
+        await flush_loop()
+
+    persistence._flush_loop = failing_once  # type: ignore[method-assign]
+    room = Room("restarted", await persistence.load("restarted"))
+    persistence.attach(room)
+    persistence.start()
+    try:
+        await eventually(lambda: len(runs) == 2, 5, "the restart")
+        assert "failing_once failed; restarting it" in caplog.text
+        source: Doc[Any] = Doc()
+        source.get("text", type=Text).insert(0, "written")
+        room.apply_update(source.get_update(), "api")
+        await eventually(lambda: persistence.pending_updates == 0, 5, "the write")
+        assert len((await store.load("restarted")).updates) == 1
+    finally:
+        try:
+            await persistence.stop()
+        finally:
+            await store.close()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.persistence import Persistence
 from collab.plaintext import plain_text
 from collab.restore import restore
+from collab.room import Room
+from collab.sqlstore import SqlStore, create_engine
+from collab.store import VersionInfo
 
 from .conftest import ServerFactory
 from .support import CollabServer, eventually
@@ -106,6 +111,63 @@ async def test_automatic_versions_after_quiet_with_retention(
             await eventually(lambda b=burst: _count_at_least(autos(), min(b + 1, 2)), 10)
             await eventually(lambda b=burst: _newest_has(http, doc_id, autos(), f"burst {b}."))
         assert len(await autos()) == 2
+
+
+class GatedVersions(SqlStore):
+    """The first automatic version waits for ``gate``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(create_engine(url))
+        self.gate = asyncio.Event()
+        self.saving = asyncio.Event()
+        self.saved: list[str] = []
+        self.held = ""
+
+    async def add_version(self, doc_id: str, state: bytes, **kw: Any) -> VersionInfo:
+        if not self.saving.is_set():
+            self.held = doc_id
+            self.saving.set()
+            await self.gate.wait()
+        self.saved.append(doc_id)
+        return await super().add_version(doc_id, state, **kw)
+
+
+async def test_a_room_leaving_during_the_automatic_versions_stops_nothing(
+    sqlite_url: str,
+) -> None:
+    # The loop saving the quiet rooms' versions awaits each save; a room that left
+    # memory meanwhile used to end it with a KeyError: no more compactions or versions,
+    # and a shutdown that failed before its final write.
+    store = GatedVersions(sqlite_url)
+    persistence = Persistence(store, version_quiet=0.05, flush_interval=0.01)
+    rooms = [Room(f"quiet-{i}", await persistence.load(f"quiet-{i}")) for i in range(3)]
+    try:
+        for i, room in enumerate(rooms):
+            persistence.attach(room)
+            source: Doc[Any] = Doc()
+            source.get("text", type=Text).insert(0, f"room {i}")
+            room.apply_update(source.get_update(), "api")
+        persistence.start()
+        await asyncio.wait_for(store.saving.wait(), 5)
+        leaving = [room for room in rooms if room.doc_id != store.held]
+        for room in leaving:
+            assert await persistence.release(room)
+        store.gate.set()
+        await eventually(lambda: len(store.saved) == 3, 5, "every room's version")
+        assert sorted(store.saved) == sorted(room.doc_id for room in rooms)
+        compacting = persistence._tasks[1]
+        assert not compacting.done()
+        # Still running: the next quiet change gets its version.
+        kept = next(room for room in rooms if room not in leaving)
+        source = Doc()  # a client of its own: a second client id, a new change
+        source.get("text", type=Text).insert(0, "later")
+        kept.apply_update(source.get_update(), "api")
+        await eventually(lambda: store.saved.count(kept.doc_id) == 2, 5, "the later version")
+    finally:
+        try:
+            await persistence.stop()
+        finally:
+            await store.close()
 
 
 def test_restore_every_root_kind() -> None:
