@@ -8,13 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import __version__, logs
 from . import settings as settings_module
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from .hooks import Hooks
 
 
@@ -115,6 +117,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, hooks_name: str | None = None) -> int:
     import uvicorn
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     from .migrate import DatabaseUnavailable, MigrationsMissing, SchemaOutOfDate, check_schema
     from .sqlstore import create_engine
@@ -156,8 +159,9 @@ def _serve(settings: Settings, hooks_name: str | None = None) -> int:
         "WebSocket protocol: %s",
         "batching (collab's)" if batching else "stock (uvicorn's websockets-sansio)",
     )
+    app = create_app(settings, hooks=hooks)
     config = uvicorn.Config(
-        create_app(settings, hooks=hooks),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -170,8 +174,15 @@ def _serve(settings: Settings, hooks_name: str | None = None) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # the app runs them (see CollabApp.proxy_headers)
     )
+    proxy_headers = ProxyHeadersMiddleware(_scope_only, config.forwarded_allow_ips)
+    app.proxy_headers = cast("ASGIApp", proxy_headers)
     return serve(config)
+
+
+async def _scope_only(scope: object, receive: object, send: object) -> None:
+    """The app under the proxy-headers middleware: collab reads the scope it rewrote."""
 
 
 class _HooksError(Exception):

@@ -180,6 +180,35 @@ async def test_connections_per_client_are_limited(start_server: ServerFactory, d
         await client.close()
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_a_trusted_proxy_names_the_client(
+    sqlite_url: str, doc_id: str, trusted: bool
+) -> None:
+    # uvicorn's FORWARDED_ALLOW_IPS (default 127.0.0.1): from a trusted proxy the
+    # client is the one X-Forwarded-For names, for the per-client limit and the logs;
+    # from anyone else the header is ignored.
+    env = {"COLLAB_MAX_CONNECTIONS_PER_CLIENT": "1"}
+    if not trusted:
+        env["FORWARDED_ALLOW_IPS"] = "192.0.2.1"
+    server = CollabServer(sqlite_url, env).start()
+    try:
+        first = {"X-Forwarded-For": "203.0.113.7"}
+        async with connect(server.ws_url(doc_id), additional_headers=first) as ws:
+            await ws.recv()
+            other = {"X-Forwarded-For": "203.0.113.8"}
+            if trusted:
+                async with connect(server.ws_url(doc_id), additional_headers=other) as two:
+                    await two.recv()
+                assert await _refused(server.ws_url(doc_id), first) == 429
+                await eventually(lambda: "client=203.0.113.8:0" in server.log())
+                assert "client=203.0.113.7:0" in server.log()
+            else:
+                assert await _refused(server.ws_url(doc_id), other) == 429
+                assert "203.0.113" not in server.log()
+    finally:
+        server.stop()
+
+
 async def test_api_needs_tokens(secured: CollabServer) -> None:
     async with httpx.AsyncClient(base_url=secured.url) as http:
         assert (await http.get("/api/documents")).status_code == 401

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import TokenVerifier
 from ..closecodes import CloseCode
@@ -71,8 +71,14 @@ class CollabApp(Starlette):
         self.sync = sync
         self.lifespan = lifespan
         self._refusals = Repeats(60.0)
+        # Set by ``collab serve``: uvicorn's handling of X-Forwarded-For and
+        # X-Forwarded-Proto from trusted proxies, run here rather than as uvicorn's
+        # outermost middleware, whose frame a sync socket would keep for hours.
+        self.proxy_headers: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxy_headers is not None:
+            await self.proxy_headers(scope, receive, send)  # rewrites the scope, returns
         kind = scope["type"]
         if kind != "lifespan" and not self.documents.started:
             await self._refuse(scope, receive, send)
