@@ -6,17 +6,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import anyio
 from pycrdt import Doc, write_var_uint
 from pycrdt import get_update as diff
 
 from .protocol import Reader
+
+# pycrdt makes two things for every Doc that serve APIs collab never calls on its
+# documents, async transactions and ``Doc.events()``: an anyio lock (its deque is 760
+# bytes) and a dict of two sets (656 bytes). A room's document lives as long as the
+# room, so collab's documents share one of each instead (both are pycrdt internals:
+# collab/web/dependencies.py pins the tested release). The sets are frozen: an
+# ``events()`` call fails at once instead of sharing events between documents.
+_SHARED_ASYNC_LOCK = anyio.Lock()
+_NO_EVENT_STREAMS: dict[bool, frozenset[Any]] = {False: frozenset(), True: frozenset()}
+
+
+def new_doc() -> Doc[Any]:
+    """An empty document, without what it would keep for APIs collab does not use."""
+    doc: Doc[Any] = Doc()
+    if hasattr(doc, "_txn_async_lock") and hasattr(doc, "_send_streams"):
+        doc._txn_async_lock = _SHARED_ASYNC_LOCK
+        doc._send_streams = _NO_EVENT_STREAMS  # type: ignore[assignment]
+    return doc
 
 
 def build_doc(snapshot: bytes | None, updates: Sequence[bytes]) -> Doc[Any]:
     """A document from a snapshot and the log after it; ValueError if they don't decode."""
     # Updates are applied one by one: pycrdt's merge_updates is no faster and keeps
     # native memory it never gives back.
-    doc: Doc[Any] = Doc()
+    doc = new_doc()
     with doc.transaction():
         if snapshot:
             doc.apply_update(snapshot)

@@ -42,12 +42,32 @@ async def test_an_untested_redis_stops_a_service_that_uses_it(
 
 
 def test_an_untested_release_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = dependencies.metadata.version
     monkeypatch.setattr(dependencies.metadata, "version", lambda name: "0.61.2")
     fix = re.escape("pip install 'uvicorn>=0.54,<0.55'")
     with pytest.raises(dependencies.UntestedDependency, match=fix):
         dependencies.check(dependencies.STOCK)
-    monkeypatch.setattr(dependencies.metadata, "version", lambda name: "0.54.1rc1")
+    monkeypatch.setattr(
+        dependencies.metadata,
+        "version",
+        lambda name: "0.54.1rc1" if name == "uvicorn" else real(name),
+    )
     dependencies.check(dependencies.STOCK)
+
+
+@pytest.mark.parametrize("installed", ["0.15.0", "0.14.12", "1.0"])
+def test_an_untested_pycrdt_is_refused(monkeypatch: pytest.MonkeyPatch, installed: str) -> None:
+    # collab/state.py shares two of its per-document internals between documents.
+    real = dependencies.metadata.version
+    monkeypatch.setattr(
+        dependencies.metadata,
+        "version",
+        lambda name: installed if name == "pycrdt" else real(name),
+    )
+    fix = re.escape("pip install 'pycrdt>=0.14.13,<0.15'")
+    for protocol in (dependencies.STOCK, dependencies.BATCHING):
+        with pytest.raises(dependencies.UntestedDependency, match=f"pycrdt {installed} .*{fix}"):
+            dependencies.check(protocol)
 
 
 @pytest.mark.parametrize("installed", ["17.5", "18.0", "17.3.9", "16.0", "garbage"])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Text
 
-from collab import protocol
+from collab import protocol, state
 from collab.closecodes import CloseCode
 from collab.handler import ProtocolHandler
 from collab.peer import Peer
@@ -165,3 +165,15 @@ async def test_a_room_yrs_fails_on_is_dropped_and_loaded_again_from_the_store() 
     assert other.closed is not None
     assert other.closed[0] == CloseCode.SERVICE_RESTART
     assert str(again.doc.get("text", type=Text)) == ""
+
+
+def test_documents_share_what_pycrdt_keeps_for_unused_apis() -> None:
+    # 1.4 KB a room (collab/state.py): if a pycrdt release renamed them, new_doc would
+    # quietly keep its own, and this fails.
+    one, two = state.build_doc(None, []), state.new_doc()
+    assert one._txn_async_lock is two._txn_async_lock
+    assert one._send_streams is two._send_streams
+    text = one.get("text", type=Text)
+    text += "still a document"
+    two.apply_update(one.get_update())
+    assert str(two.get("text", type=Text)) == "still a document"

@@ -21,6 +21,8 @@ from collab.web.wsprotocol import (
     binary_frame,
 )
 
+from .support import eventually
+
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])
 def test_binary_frame_matches_websockets(size: int) -> None:
@@ -175,3 +177,62 @@ async def test_a_pass_writes_a_bounded_turn_of_sockets_and_the_rest_take_the_nex
     assert late[-1] == [binary_frame(b"one") + binary_frame(b"two")]
     for _, _, done in accepted:
         done.set()
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """A masked binary frame, as a client sends one."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes((0x82, 0x80 | len(payload))) + mask + masked
+
+
+class _PausingSocket(_Socket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_reading_resumes_when_the_app_asks_for_its_next_message() -> None:
+    # An app that holds its reads (a rate limit, writes behind) holds the socket's:
+    # reading resumes when it asks for a message and none is left, not when it took
+    # one; and a pong the held socket cannot read does not time it out.
+    got: list[bytes] = []
+    permits: asyncio.Queue[None] = asyncio.Queue()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            await permits.get()
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            got.append(message["bytes"])
+
+    config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
+    config.load()
+    protocol = BatchingWebSocketProtocol(config, ServerState(), {})
+    socket = _PausingSocket()
+    protocol.connection_made(socket)
+    protocol.data_received(HANDSHAKE)
+    await eventually(lambda: protocol.handshake_complete, 5, "the accept")
+    protocol.data_received(_client_frame(b"one") + _client_frame(b"two"))
+    assert not socket.reading
+    for expected in ([b"one"], [b"one", b"two"]):
+        permits.put_nowait(None)
+        await eventually(lambda e=expected: got == e, 5, f"{expected}")
+        assert not socket.reading  # the app holds what it took
+    protocol.keepalive_timeout()  # no pong could be read meanwhile
+    assert not socket.closing
+    permits.put_nowait(None)
+    await eventually(lambda: socket.reading, 5, "reading again")
+    protocol.data_received(_client_frame(b"three"))
+    await eventually(lambda: got == [b"one", b"two", b"three"], 5, "the third message")
+    protocol.connection_lost(None)
+    permits.put_nowait(None)

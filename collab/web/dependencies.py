@@ -13,6 +13,10 @@ the HTTP protocol too, which has no stock equivalent (uvicorn has no header dead
 and a fall-back would change how the server behaves under load with nothing but a log
 line to say so.
 
+collab/state.py shares two of pycrdt's per-document internals between documents
+(an async lock and the event streams, for APIs collab does not call), so pycrdt is
+pinned and checked too.
+
 collab/redisbus.py drives redis-py's connections below its public client (a
 connection of the pool's own making, packed commands, raw pub/sub responses), so
 redis-py is pinned and checked too, when ``COLLAB_REDIS_URL`` is set (by the documents
@@ -29,12 +33,13 @@ TESTED = {
     "uvicorn": ((0, 54), (0, 55)),
     "websockets": ((17, 4), (17, 5)),
     "redis": ((8, 1), (8, 2)),
+    "pycrdt": ((0, 14, 13), (0, 15)),
 }
 
 # What each WebSocket protocol extends (``COLLAB_WS_PROTOCOL``): with uvicorn's own,
 # websockets is uvicorn's business.
-STOCK = ("uvicorn",)
-BATCHING = ("uvicorn", "websockets")
+STOCK = ("uvicorn", "pycrdt")
+BATCHING = ("uvicorn", "websockets", "pycrdt")
 REDIS = ("redis",)
 
 

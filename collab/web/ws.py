@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -41,28 +42,44 @@ LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's fai
 Departed = tuple[Departure, int, str]  # who closed a connection, with what code and reason
 
 
+class FramesSocket(Protocol):
+    """The ``socket`` of collab's protocol extension (collab/web/wsprotocol.py)."""
+
+    def closing(self) -> bool: ...
+
+    def departure(self) -> Departed | None: ...
+
+
 class AsgiTransport:
-    __slots__ = ("_batches", "_reader", "_send", "aborted", "closing", "departure", "write_now")
+    __slots__ = ("_reader", "_send", "_socket", "aborted", "batches", "write_now")
 
     def __init__(self, send: Send, reader: asyncio.Task[object], scope: Scope) -> None:
         self._send = send
         self._reader = reader
         frames = scope.get("extensions", {}).get(FRAMES)
-        self._batches = frames is not None  # the server takes several messages in one send
+        # collab's own protocol, which takes several messages in one send
+        self.batches = frames is not None
         # The server's own, called by peers with no layer between: it runs per peer
         # per message.
         self.write_now: Callable[[bytes], bool] = (frames or {}).get("write_now", _never)
-        # Whether the connection is going, for a reader holding its next receive.
-        self.closing: Callable[[], bool] = (frames or {}).get("closing", _not_closing)
-        # Who closed the connection, if the server under the app did it first.
-        self.departure: Callable[[], Departed | None] | None = (frames or {}).get("departure")
+        self._socket: FramesSocket | None = (frames or {}).get("socket")
         self.aborted = False
+
+    def closing(self) -> bool:
+        """Whether the connection is going, for a reader holding its next receive."""
+        socket = self._socket
+        return socket is not None and socket.closing()
+
+    def departure(self) -> Departed | None:
+        """Who closed the connection, if the server under the app did it first."""
+        socket = self._socket
+        return None if socket is None else socket.departure()
 
     async def send(self, frame: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": frame})
 
     async def send_many(self, frames: list[bytes]) -> None:
-        if self._batches:
+        if self.batches:
             await self._send({"type": "websocket.send", FRAMES: frames})
             return
         for frame in frames:
@@ -77,10 +94,6 @@ class AsgiTransport:
 
 
 def _never(frame: bytes) -> bool:
-    return False
-
-
-def _not_closing() -> bool:
     return False
 
 
@@ -140,6 +153,9 @@ class SyncEndpoint:
         self.access = access
         self.health = documents.health
         self.load_failures = Repeats(LOAD_FAILURE_INTERVAL)
+        # The buckets' capacities, one int for all sockets rather than one each.
+        self.message_burst = 2 * settings.messages_per_second
+        self.byte_burst = settings.max_message_size + settings.bytes_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A socket waits for its next message for hours: set-up and tear-down run in
@@ -155,7 +171,6 @@ class SyncEndpoint:
                 workers = self.documents.workers
                 handler = ProtocolHandler(peer, session.room, self.stats, workers)
                 large = workers.above
-                closing = transport.closing
                 settings = self.settings
                 max_size = settings.max_message_size
                 stats = self.stats
@@ -165,13 +180,9 @@ class SyncEndpoint:
                 # Flow control, not a policy: a peer over its rate is not read again
                 # until its budget refills, so TCP slows its sender down; it is never
                 # closed for it.
-                messages = TokenBucket(
-                    settings.messages_per_second, 2 * settings.messages_per_second
-                )
-                volume = TokenBucket(
-                    settings.bytes_per_second, max_size + settings.bytes_per_second
-                )
-                clock = asyncio.get_running_loop().time
+                messages = TokenBucket(settings.messages_per_second, self.message_burst)
+                volume = TokenBucket(settings.bytes_per_second, self.byte_burst)
+                clock = time.monotonic  # a function; the loop's time is a bound method
                 turn_ends = clock() + READ_TURN
                 while peer.state is PeerState.OPEN:
                     message: Message = await receive()
@@ -190,8 +201,8 @@ class SyncEndpoint:
                         peer.close(CloseCode.MESSAGE_TOO_BIG)
                         continue
                     if health.behind and peer.can_write and data.startswith(_CHANGES):
-                        await self._hold(peer, closing)
-                        if peer.state is not PeerState.OPEN or closing():
+                        await self._hold(peer, transport)
+                        if peer.state is not PeerState.OPEN or transport.closing():
                             continue  # not applied: its client sends it again when it reconnects
                     stats.frames_received += 1
                     stats.bytes_received += len(data)
@@ -298,14 +309,10 @@ class SyncEndpoint:
                 return None
             try:
                 await websocket.accept()
-                # The checks have read the handshake's headers; a socket that lives for
-                # hours need not keep them.
-                headers = scope.get("headers")
-                if isinstance(headers, list):
-                    headers.clear()
                 reader = asyncio.current_task()
                 assert reader is not None
                 transport = AsgiTransport(send, reader, scope)
+                _drop_handshake(scope, transport)
                 settings = self.settings
                 peer = Peer(
                     transport,
@@ -386,11 +393,11 @@ class SyncEndpoint:
         finally:
             self.access.close_connection(session.address)
 
-    async def _hold(self, peer: Peer, closing: Callable[[], bool]) -> None:
+    async def _hold(self, peer: Peer, transport: AsgiTransport) -> None:
         """Wait, with the peer's socket unread, until writes catch up (or it goes)."""
         health = self.health
         log.debug("peer %s (%s) held until writes catch up", peer.id, peer.client)
-        while health.behind and peer.state is PeerState.OPEN and not closing():
+        while health.behind and peer.state is PeerState.OPEN and not transport.closing():
             await health.next_sample()
 
 
@@ -400,8 +407,7 @@ _REFUSAL_REASONS = {401: "auth", 403: "auth", 429: "rate_limit"}
 
 def _disconnected(peer: Peer, transport: AsgiTransport, message: Message) -> None:
     code = int(message.get("code", CloseCode.NORMAL))
-    departed = transport.departure
-    closed = departed() if departed is not None else _departure_of(code)
+    closed = transport.departure() if transport.batches else _departure_of(code)
     if closed is None:
         peer.disconnected(code)
     else:
@@ -449,6 +455,20 @@ def _refuse(peer: Peer, what: str) -> None:
         what,
         extra={"peer": peer.id, "client": peer.client},
     )
+
+
+def _drop_handshake(scope: Scope, transport: AsgiTransport) -> None:
+    """The checks have read the handshake (its headers, query string, the scope's
+    extensions); a socket that lives for hours need not keep it. collab's own protocol
+    reads nothing of the scope after the accept, so there the scope is emptied (1.4 KB
+    a socket); elsewhere the server or a host's middleware may read it later, and only
+    the headers go."""
+    if transport.batches:
+        scope.clear()  # a cleared dict gives back its table; one emptied key by key does not
+        return
+    headers = scope.get("headers")
+    if isinstance(headers, list):
+        headers.clear()
 
 
 def _client(scope: Scope) -> str:
