@@ -6,6 +6,7 @@ import pathlib
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -41,29 +42,33 @@ async def test_an_untested_redis_stops_a_service_that_uses_it(
         assert alone.started
 
 
+def _installed(
+    monkeypatch: pytest.MonkeyPatch,
+    distribution: str,
+    version: str,
+    real: Callable[[str], str] = dependencies.metadata.version,
+) -> None:
+    """``version`` installed for ``distribution``; the others as they are."""
+    monkeypatch.setattr(
+        dependencies.metadata,
+        "version",
+        lambda name: version if name == distribution else real(name),
+    )
+
+
 def test_an_untested_release_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = dependencies.metadata.version
     monkeypatch.setattr(dependencies.metadata, "version", lambda name: "0.61.2")
     fix = re.escape("pip install 'uvicorn>=0.54,<0.55'")
     with pytest.raises(dependencies.UntestedDependency, match=fix):
         dependencies.check(dependencies.STOCK)
-    monkeypatch.setattr(
-        dependencies.metadata,
-        "version",
-        lambda name: "0.54.1rc1" if name == "uvicorn" else real(name),
-    )
+    _installed(monkeypatch, "uvicorn", "0.54.1rc1")
     dependencies.check(dependencies.STOCK)
 
 
 @pytest.mark.parametrize("installed", ["0.15.0", "0.14.12", "1.0"])
 def test_an_untested_pycrdt_is_refused(monkeypatch: pytest.MonkeyPatch, installed: str) -> None:
     # collab/state.py shares two of its per-document internals between documents.
-    real = dependencies.metadata.version
-    monkeypatch.setattr(
-        dependencies.metadata,
-        "version",
-        lambda name: installed if name == "pycrdt" else real(name),
-    )
+    _installed(monkeypatch, "pycrdt", installed)
     fix = re.escape("pip install 'pycrdt>=0.14.13,<0.15'")
     for protocol in (dependencies.STOCK, dependencies.BATCHING):
         with pytest.raises(dependencies.UntestedDependency, match=f"pycrdt {installed} .*{fix}"):
@@ -74,12 +79,7 @@ def test_an_untested_pycrdt_is_refused(monkeypatch: pytest.MonkeyPatch, installe
 def test_an_untested_websockets_is_refused_by_the_batching_protocol_only(
     monkeypatch: pytest.MonkeyPatch, installed: str
 ) -> None:
-    real = dependencies.metadata.version
-    monkeypatch.setattr(
-        dependencies.metadata,
-        "version",
-        lambda name: installed if name == "websockets" else real(name),
-    )
+    _installed(monkeypatch, "websockets", installed)
     fix = re.escape("pip install 'websockets>=17.4,<17.5' or COLLAB_WS_PROTOCOL=stock")
     with pytest.raises(dependencies.UntestedDependency, match=f"websockets {installed} .*{fix}"):
         dependencies.check(dependencies.BATCHING)
