@@ -65,6 +65,16 @@ HANDSHAKE = (
 )
 
 
+def _connected(app: Any, socket: _Socket) -> BatchingWebSocketProtocol:
+    """The protocol of a connection on ``socket`` whose handshake has arrived."""
+    config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
+    config.load()
+    protocol = BatchingWebSocketProtocol(config, ServerState(), {})
+    protocol.connection_made(socket)
+    protocol.data_received(HANDSHAKE)
+    return protocol
+
+
 async def _accepted() -> tuple[_Socket, Callable[[bytes], bool], asyncio.Event]:
     """A protocol that accepted a connection; its app waits until the event is set."""
     ready: asyncio.Future[Callable[[bytes], bool]] = asyncio.get_running_loop().create_future()
@@ -76,12 +86,8 @@ async def _accepted() -> tuple[_Socket, Callable[[bytes], bool], asyncio.Event]:
         ready.set_result(scope["extensions"][FRAMES]["write_now"])
         await done.wait()
 
-    config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
-    config.load()
-    protocol = BatchingWebSocketProtocol(config, ServerState(), {})
     socket = _Socket()
-    protocol.connection_made(socket)
-    protocol.data_received(HANDSHAKE)
+    _connected(app, socket)
     write_now = await asyncio.wait_for(ready, 5)
     assert socket.writes[-1].startswith(b"HTTP/1.1 101")
     return socket, write_now, done
@@ -215,12 +221,8 @@ async def test_reading_resumes_when_the_app_asks_for_its_next_message() -> None:
                 return
             got.append(message["bytes"])
 
-    config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
-    config.load()
-    protocol = BatchingWebSocketProtocol(config, ServerState(), {})
     socket = _PausingSocket()
-    protocol.connection_made(socket)
-    protocol.data_received(HANDSHAKE)
+    protocol = _connected(app, socket)
     await eventually(lambda: protocol.handshake_complete, 5, "the accept")
     protocol.data_received(_client_frame(b"one") + _client_frame(b"two"))
     assert not socket.reading
