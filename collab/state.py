@@ -21,6 +21,9 @@ from .protocol import Reader
 _SHARED_ASYNC_LOCK = anyio.Lock()
 _NO_EVENT_STREAMS: dict[bool, frozenset[Any]] = {False: frozenset(), True: frozenset()}
 
+# The state vector of a peer that has nothing of the document (no clients).
+EMPTY_STATE_VECTOR = b"\x00"
+
 
 def new_doc() -> Doc[Any]:
     """An empty document, without what it would keep for APIs collab does not use."""
@@ -54,7 +57,7 @@ class StoredDoc:
 
     def missing(self, state_vector: bytes) -> bytes:
         """What a peer at ``state_vector`` lacks, as one update; ValueError if malformed."""
-        if state_vector == b"\x00":
+        if state_vector == EMPTY_STATE_VECTOR:
             return self.snapshot
         return diff(self.snapshot, state_vector)
 

@@ -113,6 +113,44 @@ async def test_a_room_from_a_stored_snapshot_answers_first_then_builds() -> None
     await peer.wait_closed()
 
 
+def _content(update: bytes) -> str:
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    return str(doc.get("text", type=Text))
+
+
+def test_a_large_document_is_encoded_once_while_it_is_unchanged() -> None:
+    source: Doc[Any] = Doc()
+    source.get("text", type=Text).insert(0, "x" * 100_000)
+    snapshot = source.get_update()
+    room = Room("doc", StoredDoc(snapshot, source.get_state()))
+    room.build()
+    assert room.missing(b"\x00") is snapshot  # the stored bytes, not encoded again
+    text = room.doc.get("text", type=Text)
+    text.insert(0, "ab")
+    whole = room.missing(b"\x00")
+    assert _content(whole) == "ab" + "x" * 100_000
+    assert room.missing(b"\x00") is whole
+    del text[0:1]  # a deletion changes no state vector
+    assert _content(room.missing(b"\x00")) == "b" + "x" * 100_000
+    other: Doc[Any] = Doc()
+    other.apply_update(room.missing(b"\x00"))
+    other.get("text", type=Text).insert(1, "c")
+    room.apply_update(other.get_update(room.doc.get_state()), "api")
+    assert _content(room.missing(b"\x00")) == "bc" + "x" * 100_000
+    # a peer that has some of it gets only what it lacks
+    assert _content(room.missing(room.doc.get_state())) == ""
+
+
+def test_a_small_document_is_encoded_for_each_peer() -> None:
+    room = Room("doc", Doc())
+    room.doc.get("text", type=Text).insert(0, "small")
+    first = room.missing(b"\x00")
+    again = room.missing(b"\x00")
+    assert again == first
+    assert again is not first
+
+
 class PanicException(BaseException):
     """Named as pyo3's: a Rust panic reaches Python as a BaseException of this name."""
 
