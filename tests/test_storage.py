@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from collab.persistence import FLUSH_CONCURRENCY, Persistence
 from collab.room import Room
 from collab.schema import snapshots, updates
 from collab.settings import Settings
-from collab.sqlstore import SqlStore, create_engine
+from collab.sqlstore import SqlStore, _SqliteReader, create_engine
 
 from .conftest import ServerFactory
 from .support import CollabServer, PostgresServer, eventually, migrate
@@ -150,24 +151,50 @@ async def test_a_load_racing_a_compaction_elsewhere_misses_nothing(
             if i == 4:
                 await compactor.compact("raced")
         armed = True
-        reading = SqlStore._reading
+        if database_url.startswith("sqlite"):
+            # SQLite's reads run in the reader's thread, in one transaction: the
+            # compaction runs on the loop while the thread waits, as the second of the
+            # reads of the log and the snapshot starts.
+            loop = asyncio.get_running_loop()
+            connect = _SqliteReader._connect
+            started: list[str] = []
 
-        @contextlib.asynccontextmanager
-        async def hooked_reading(self: SqlStore) -> AsyncIterator[Any]:
-            async with reading(self) as fetch:
+            def traced(self: _SqliteReader, turn: int) -> sqlite3.Connection:
+                conn = connect(self, turn)
 
-                async def fetch_then_compact(statement: Any, doc_id: str) -> Any:
+                def on_statement(sql: str) -> None:
                     nonlocal armed
-                    rows = await fetch(statement, doc_id)
-                    froms = statement.get_final_froms()
-                    if armed and (updates in froms or snapshots in froms):
-                        armed = False  # between the reads of the log and the snapshot
-                        await compactor.compact("raced")
-                    return rows
+                    if "FROM snapshots" in sql or "FROM updates" in sql:
+                        started.append(sql)
+                    if armed and len(started) == 2:
+                        armed = False
+                        asyncio.run_coroutine_threadsafe(compactor.compact("raced"), loop).result()
 
-                yield fetch_then_compact
+                conn.set_trace_callback(on_statement)
+                return conn
 
-        monkeypatch.setattr(SqlStore, "_reading", hooked_reading)
+            monkeypatch.setattr(_SqliteReader, "_connect", traced)
+            await reader.close()
+            reader = SqlStore(create_engine(database_url))
+        else:
+            reading = SqlStore._reading
+
+            @contextlib.asynccontextmanager
+            async def hooked_reading(self: SqlStore) -> AsyncIterator[Any]:
+                async with reading(self) as fetch:
+
+                    async def fetch_then_compact(statement: Any, doc_id: str) -> Any:
+                        nonlocal armed
+                        rows = await fetch(statement, doc_id)
+                        froms = statement.get_final_froms()
+                        if armed and (updates in froms or snapshots in froms):
+                            armed = False  # between the reads of the log and the snapshot
+                            await compactor.compact("raced")
+                        return rows
+
+                    yield fetch_then_compact
+
+            monkeypatch.setattr(SqlStore, "_reading", hooked_reading)
         stored = await reader.load("raced")
         monkeypatch.undo()
         assert not armed
