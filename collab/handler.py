@@ -112,7 +112,7 @@ class ProtocolHandler:
             missing = self.room.missing(state_vector, checked=checked)
         except ValueError:
             raise ProtocolError("malformed state vector") from None
-        self.peer.send(protocol.sync_step2(missing))
+        self.peer.send_parts(protocol.sync_step2_head(len(missing)), missing)
         if not self.room.built:
             # Answered from the stored snapshot: build once the answer is out,
             # before anything else of this room needs the document.

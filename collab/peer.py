@@ -25,6 +25,9 @@ class Transport(Protocol):
     # awaited instead).
     write_now: Callable[[bytes], bool]
 
+    def write_parts(self, head: bytes, body: bytes) -> bool:
+        """``write_now(head + body)``, where the socket may write ``body`` as it is."""
+
     async def send(self, frame: bytes) -> None: ...
 
     async def send_many(self, frames: list[bytes]) -> None:
@@ -151,6 +154,15 @@ class Peer:
             self.close(CloseCode.TRY_AGAIN_LATER)
             return
         self._start_writer()
+
+    def send_parts(self, head: bytes, body: bytes) -> None:
+        """``send(head + body)``, with ``body`` not copied when the socket takes the
+        message at once: a whole document, to a peer that joins."""
+        if self.state is _OPEN and not self._queued and self._transport.write_parts(head, body):
+            self.frames_sent += 1
+            self.bytes_sent += len(head) + len(body)
+            return
+        self.send(head + body)
 
     def close(self, code: int, reason: str | None = None) -> None:
         """Ask the writer to close the socket after what it is writing now."""

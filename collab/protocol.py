@@ -141,7 +141,12 @@ def sync_step1(state_vector: bytes) -> bytes:
 
 
 def sync_step2(update: bytes) -> bytes:
-    return bytes([MessageType.SYNC, SyncType.STEP2]) + write_var_uint(len(update)) + update
+    return sync_step2_head(len(update)) + update
+
+
+def sync_step2_head(size: int) -> bytes:
+    """What comes before an update of ``size`` bytes in its sync step 2 message."""
+    return bytes([MessageType.SYNC, SyncType.STEP2]) + write_var_uint(size)
 
 
 def sync_update(update: bytes) -> bytes:

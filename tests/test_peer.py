@@ -28,6 +28,9 @@ class FakeTransport:
         self.sent.append(frame)
         return True
 
+    def write_parts(self, head: bytes, body: bytes) -> bool:
+        return self.write_now(head + body)
+
     async def send(self, frame: bytes) -> None:
         await self.gate.wait()
         self.sent.append(frame)
@@ -53,6 +56,20 @@ async def test_frames_are_written_in_order() -> None:
     await peer.wait_closed()
     assert transport.sent == [bytes([i]) for i in range(100)][: len(transport.sent)]
     assert transport.closed == (CloseCode.NORMAL, "closed")
+
+
+async def test_a_message_in_parts_keeps_its_place_behind_a_backlog() -> None:
+    transport = FakeTransport(blocked=True)
+    peer = Peer(transport)
+    peer.send(b"first")  # queued: the socket takes nothing
+    peer.send_parts(b"head:", b"body")
+    assert peer.queued == 2
+    transport.gate.set()
+    await eventually(lambda: peer.queued == 0)
+    peer.send_parts(b"head:", b"again")  # straight out, in parts
+    assert transport.sent == [b"first", b"head:body", b"head:again"]
+    assert peer.frames_sent == 3
+    assert peer.bytes_sent == len(b"first") + len(b"head:body") + len(b"head:again")
 
 
 async def test_overflow_closes_with_1013_instead_of_dropping() -> None:

@@ -12,11 +12,13 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
+from collab.web import wsprotocol
 from collab.web.wsextension import FRAMES
 from collab.web.wsprotocol import (
     FLUSH_GAP,
     FLUSH_TURN,
     HOT_ROUNDS,
+    SPREAD_FROM,
     BatchingWebSocketProtocol,
     binary_frame,
 )
@@ -37,6 +39,7 @@ class _Socket(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
+        self.vectors: list[list[bytes]] = []  # writelines' parts, as given
         self.closing = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -44,6 +47,9 @@ class _Socket(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.vectors.append(list(list_of_data))
 
     def is_closing(self) -> bool:
         return self.closing
@@ -114,6 +120,35 @@ async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None
     assert not write_now(b"five")  # a closing socket takes nothing
     await asyncio.sleep(0)
     assert socket.writes[-1] == binary_frame(b"four")  # nor writes what it held
+    done.set()
+
+
+async def test_a_large_message_goes_out_beside_its_header_not_copied_into_a_frame() -> None:
+    socket, write_now, done = await _accepted()
+    large = bytes(range(256)) * 400  # 100 KiB
+    assert len(large) >= SPREAD_FROM
+    before = len(socket.writes)
+    assert [write_now(b"one"), write_now(large), write_now(b"two")] == [True] * 3
+    await asyncio.sleep(0)
+    assert socket.writes[before:] == []
+    [parts] = socket.vectors
+    assert b"".join(parts) == binary_frame(b"one") + binary_frame(large) + binary_frame(b"two")
+    assert any(part is large for part in parts)
+    assert wsprotocol._cache.payload is not large  # nor kept for the next peer
+    assert write_now(large)
+    await asyncio.sleep(0)
+    assert socket.vectors[-1] == [binary_frame(large)[:10], large]
+    protocol = write_now.__self__  # type: ignore[attr-defined]
+    assert protocol.write_parts(b"head:", large)  # a message in two parts, as it is
+    await asyncio.sleep(0)
+    assert socket.vectors[-1] == [binary_frame(b"head:" + large)[:15], large]
+    assert write_now(b"three")  # small ones are written as before
+    assert protocol.write_parts(b"head:", b"small")
+    await asyncio.sleep(0)
+    assert socket.writes[-1] == binary_frame(b"three") + binary_frame(b"head:small")
+    assert len(socket.vectors) == 3
+    protocol.pause_writing()
+    assert not protocol.write_parts(b"head:", large)  # a full socket takes nothing
     done.set()
 
 

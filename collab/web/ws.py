@@ -49,6 +49,8 @@ class FramesSocket(Protocol):
 
     def departure(self) -> Departed | None: ...
 
+    def write_parts(self, head: bytes, body: bytes) -> bool: ...
+
 
 class AsgiTransport:
     __slots__ = ("_reader", "_send", "_socket", "aborted", "batches", "write_now")
@@ -64,6 +66,10 @@ class AsgiTransport:
         self.write_now: Callable[[bytes], bool] = (frames or {}).get("write_now", _never)
         self._socket: FramesSocket | None = (frames or {}).get("socket")
         self.aborted = False
+
+    def write_parts(self, head: bytes, body: bytes) -> bool:
+        socket = self._socket
+        return socket is not None and socket.write_parts(head, body)
 
     def closing(self) -> bool:
         """Whether the connection is going, for a reader holding its next receive."""
