@@ -250,18 +250,14 @@ class _Corked:
             turn, self.protocols = protocols, []
             self.loop = None
         for protocol in turn:
-            # BatchingWebSocketProtocol.flush, inline: this runs per socket per pass.
             out = protocol.out
-            protocol.out = None
-            if out is None or protocol.transport.is_closing():
-                continue
-            if isinstance(out, bytes):
+            if isinstance(out, bytes) and not protocol.transport.is_closing():
+                # One frame, BatchingWebSocketProtocol.flush inline: this runs per
+                # socket per pass.
+                protocol.out = None
                 protocol.transport.write(out)
-            elif protocol.spread:
-                protocol.spread = False
-                protocol.transport.writelines(out)
             else:
-                protocol.transport.write(b"".join(out))
+                protocol.flush()
 
 
 _corked = _Corked()
@@ -364,14 +360,18 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         self.paused = False
         super().resume_writing()
 
-    def write_now(self, payload: bytes) -> bool:
-        # Called per peer per message, after accept: kept to attribute reads.
-        if (
+    def takes_now(self) -> bool:
+        """Whether the socket takes a message at once (see ``write_now``)."""
+        return not (
             self.paused
             or not self.handshake_complete
             or self.close_sent
             or self.transport.is_closing()
-        ):
+        )
+
+    def write_now(self, payload: bytes) -> bool:
+        # Called per peer per message, after accept.
+        if not self.takes_now():
             return False
         if len(payload) >= SPREAD_FROM:
             self._hold_parts(frame_header(len(payload)), payload)
@@ -395,12 +395,7 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         """``write_now(head + body)``, with a large ``body`` written as it is."""
         if len(body) < SPREAD_FROM or self.conn.extensions:
             return not self.conn.extensions and self.write_now(head + body)
-        if (
-            self.paused
-            or not self.handshake_complete
-            or self.close_sent
-            or self.transport.is_closing()
-        ):
+        if not self.takes_now():
             return False
         self._hold_parts(frame_header(len(head) + len(body)) + head, body)
         return True
