@@ -424,8 +424,9 @@ def _disconnected(peer: Peer, transport: AsgiTransport, message: Message) -> Non
 
 
 def _log_open(room: Room, peer: Peer, grant: Grant) -> None:
-    # Logging reads its caller's frame, and a frame read from a coroutine that then
-    # waits for hours is kept as an object (360 bytes): the read loop logs through
+    # Logging may read its caller's frame (collab's own set-up turns that off; an
+    # embedding host's may not), and a frame read from a coroutine that then waits
+    # for hours is kept as an object (360 bytes): the read loop logs through
     # functions.
     log.info(
         "open doc=%s peer=%s client=%s user=%s mode=%s",
