@@ -258,11 +258,13 @@ class _SqliteReader:
         Most rooms opened are new documents, and for one of those the hop to a reader
         thread and back was most of its read (~150 us of CPU against ~15 for the one
         indexed lookup). In WAL mode a read waits for no writer; the loop's connection
-        never waits for a lock either (a busy timeout of 0): whatever it cannot answer
-        at once, the reader threads do."""
+        never waits for a lock either (busy_timeout 0): whatever it cannot answer at
+        once, the reader threads do."""
         conn = self._on_loop
         if conn is None:
-            conn = self._on_loop = self._reading(waits=0)
+            conn = self._on_loop = sqlite3.connect(self._path, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA busy_timeout=0")
         try:
             return conn.execute(self._sql[0], (doc_id,)).fetchone() is None
         except sqlite3.Error:
@@ -272,16 +274,11 @@ class _SqliteReader:
             return False
 
     def _connect(self, turn: int) -> sqlite3.Connection:
-        conn = self._reading(waits=30)
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
         conn.execute(f"PRAGMA mmap_size={self.MMAP_BYTES}")
         self._conns[turn] = conn
-        return conn
-
-    def _reading(self, *, waits: float) -> sqlite3.Connection:
-        """A connection that only reads, waiting up to ``waits`` seconds for a lock
-        (``timeout`` is SQLite's busy timeout), with no transaction but its own."""
-        conn = sqlite3.connect(self._path, timeout=waits, isolation_level=None)
-        conn.execute("PRAGMA query_only=ON")
         return conn
 
     def _close(self, turn: int) -> None:
