@@ -183,7 +183,7 @@ def _append_statements(
 class _SqliteReader:
     """Reads a document's stored state from a SQLite file in one hop to a thread, its
     three statements in one read transaction, on a pysqlite connection of that
-    thread's own; an id no document has is answered on the event loop (``_absent``).
+    thread's own.
 
     Opening a room reads the database, and through the pool each read cost ~250 us of
     CPU (a checkout, a rollback on return, each a thread hop): most of what a new
@@ -206,7 +206,6 @@ class _SqliteReader:
         ]
         self._conns: list[sqlite3.Connection | None] = [None] * self.CONNECTIONS
         self._turn = 0
-        self._on_loop: sqlite3.Connection | None = None  # see _absent
         self._sql = [
             str(statement.compile(dialect=sqlite.dialect()))
             for statement in (_DELETED_AT, _LOG, _SNAPSHOT_ROW)
@@ -220,8 +219,6 @@ class _SqliteReader:
 
     async def load(self, doc_id: str) -> StoredState:
         """What ``SqlStore.load`` returns."""
-        if self._absent(doc_id):
-            return StoredState(None, [])
         turn = self._turn = (self._turn + 1) % self.CONNECTIONS
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads[turn], self._load, turn, doc_id)
@@ -251,28 +248,6 @@ class _SqliteReader:
             self._close(turn)  # whatever state it is in, the next read starts afresh
             raise
 
-    def _absent(self, doc_id: str) -> bool:
-        """Whether no document has this id, asked on the event loop: False when it
-        cannot tell at once.
-
-        Most rooms opened are new documents, and for one of those the hop to a reader
-        thread and back was most of its read (~150 us of CPU against ~15 for the one
-        indexed lookup). In WAL mode a read waits for no writer; the loop's connection
-        never waits for a lock either (busy_timeout 0): whatever it cannot answer at
-        once, the reader threads do."""
-        conn = self._on_loop
-        if conn is None:
-            conn = self._on_loop = sqlite3.connect(self._path, isolation_level=None)
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute("PRAGMA busy_timeout=0")
-        try:
-            return conn.execute(self._sql[0], (doc_id,)).fetchone() is None
-        except sqlite3.Error:
-            self._on_loop = None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-            return False
-
     def _connect(self, turn: int) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA query_only=ON")
@@ -290,15 +265,11 @@ class _SqliteReader:
         """The connections, opened, each having run its reads once (by an id no
         document has): the first room opened after a start then pays neither their
         set-up nor the statements' preparation."""
-        self._absent("")
         loop = asyncio.get_running_loop()
         for turn, thread in enumerate(self._threads):
             await loop.run_in_executor(thread, self._load, turn, "")
 
     async def close(self) -> None:
-        conn, self._on_loop = self._on_loop, None
-        if conn is not None:
-            conn.close()
         loop = asyncio.get_running_loop()
         for turn, thread in enumerate(self._threads):
             await loop.run_in_executor(thread, self._close, turn)

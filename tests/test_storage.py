@@ -23,7 +23,6 @@ from collab.room import Room
 from collab.schema import snapshots, updates
 from collab.settings import Settings
 from collab.sqlstore import SqlStore, _SqliteReader, create_engine
-from collab.store import DocumentDeleted, StoredState
 
 from .conftest import ServerFactory
 from .support import CollabServer, PostgresServer, eventually, migrate
@@ -494,46 +493,6 @@ async def test_the_first_room_after_a_start_reads_on_connections_opened_at_start
         finally:
             documents.release(room)
         assert connects == []
-
-
-async def test_sqlite_answers_a_new_id_on_the_loop_and_the_rest_in_its_threads(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A new document's read is one indexed lookup on the event loop, with no hop to a
-    # reader thread; a stored or deleted document is read by the threads, and so is
-    # whatever the loop's connection cannot answer.
-    store = SqlStore(create_engine(sqlite_url))
-    hops: list[str] = []
-    load = _SqliteReader._load
-
-    def counted(self: _SqliteReader, turn: int, doc_id: str) -> Any:
-        hops.append(doc_id)
-        return load(self, turn, doc_id)
-
-    source: Doc[Any] = Doc()
-    source.get("text", type=Text).insert(0, "stored")
-    try:
-        await store.open()
-        await store.append("stored", [source.get_update()])
-        await store.append("deleted", [source.get_update()])
-        await store.delete_document("deleted")
-        monkeypatch.setattr(_SqliteReader, "_load", counted)
-        assert await store.load("new") == StoredState(None, [])
-        assert hops == []
-        assert (await store.load("stored")).updates == [source.get_update()]
-        with pytest.raises(DocumentDeleted):
-            await store.load("deleted")
-        assert hops == ["stored", "deleted"]
-        reader = store._reader
-        assert reader is not None
-        assert reader._on_loop is not None
-        reader._on_loop.close()  # any error of the loop's connection: the threads answer
-        assert await store.load("new") == StoredState(None, [])
-        assert hops == ["stored", "deleted", "new"]
-        assert await store.load("new") == StoredState(None, [])  # on a new connection
-        assert hops == ["stored", "deleted", "new"]
-    finally:
-        await store.close()
 
 
 async def test_sqlite_appends_take_one_hop_on_a_connection_of_their_own(sqlite_url: str) -> None:
