@@ -103,9 +103,7 @@ async def test_a_busy_room_is_written_continuously_not_backed_off(sqlite_url: st
         await store.close()
 
 
-async def test_a_late_room_s_reader_waits_for_its_write(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_late_room_s_reader_waits_for_its_write(sqlite_url: str) -> None:
     store = SlowStore(create_engine(sqlite_url))
     now = [0.0]
     persistence = Persistence(store, flush_interval=0.1, clock=lambda: now[0])
@@ -119,20 +117,19 @@ async def test_a_late_room_s_reader_waits_for_its_write(
         assert not persistence.late("late")  # two flush intervals: due, not late
         now[0] = 0.21
         assert persistence.late("late")
-        waiting = asyncio.create_task(persistence.give_way("late"))
+        waiting = asyncio.create_task(persistence.give_way("late", 5))
         await asyncio.sleep(0.05)
         assert not waiting.done()
         assert await persistence.flush("late")
         await asyncio.wait_for(waiting, 0.5)  # woken by the write's end
         assert not persistence.late("late")
-        # With nothing written meanwhile, a reader waits GIVE_WAY_SECONDS, no longer.
-        monkeypatch.setattr("collab.persistence.GIVE_WAY_SECONDS", 0.05)
-        await asyncio.wait_for(persistence.give_way("late"), 1)
+        # With nothing written meanwhile, a reader waits as long as it was told, no longer.
+        await asyncio.wait_for(persistence.give_way("late", 0.05), 1)
         # Failing writes are the health check's to hold back (COLLAB_MAX_WRITE_LAG).
         room.apply_update(keystrokes[1], "api")
         now[0] = 1.0
         SlowStore.failing = True
-        waiting = asyncio.create_task(persistence.give_way("late"))
+        waiting = asyncio.create_task(persistence.give_way("late", 5))
         assert not await persistence.flush("late")
         await asyncio.wait_for(waiting, 0.5)  # a failed write wakes it too
         assert not persistence.late("late")

@@ -35,6 +35,9 @@ log = logging.getLogger("collab.ws")
 
 # Longest a socket's reader runs before it lets the event loop serve everything else.
 READ_TURN = 0.005
+# A frame that took longer than this to arrive begins a new turn (one already queued
+# is received in microseconds).
+IDLE = 0.001
 
 LOAD_FAILURE_INTERVAL = 60.0  # seconds between tracebacks of one document's failed loads
 
@@ -189,9 +192,15 @@ class SyncEndpoint:
                 messages = TokenBucket(settings.messages_per_second, self.message_burst)
                 volume = TokenBucket(settings.bytes_per_second, self.byte_burst)
                 clock = time.monotonic  # a function; the loop's time is a bound method
-                turn_ends = clock() + READ_TURN
+                ready = clock()
+                turn_ends = ready + READ_TURN
                 while peer.state is PeerState.OPEN:
                     message: Message = await receive()
+                    received = clock()
+                    if received - ready > IDLE:
+                        # It waited for this frame: a new turn, not a reader that keeps
+                        # the loop to itself (nor one a frozen process kept waiting).
+                        turn_ends = received + READ_TURN
                     if message["type"] == "websocket.disconnect":
                         _disconnected(peer, transport, message)
                         break
@@ -228,22 +237,25 @@ class SyncEndpoint:
                         peer.close(CloseCode.INVALID_PAYLOAD, "malformed message")
                     wait = messages.charge()
                     wait_bytes = volume.charge(len(data))
+                    ready = clock()
                     if wait or wait_bytes:
                         wait = max(wait, wait_bytes)
                         stats.throttled_seconds += wait
                         await asyncio.sleep(wait)
-                        turn_ends = clock() + READ_TURN
-                    elif clock() >= turn_ends:
+                        ready = clock()
+                        turn_ends = ready + READ_TURN
+                    elif ready >= turn_ends:
                         # Frames already queued are received without suspending: a fast
                         # sender would keep the loop from everything else (the writes of
                         # what it sends among them) until its queue ran dry. Giving way
                         # for a pass is not always enough for the writes: each of their
-                        # steps needs a pass.
+                        # steps needs a pass. A late room's write gets as long a turn.
                         if peer.can_write and persistence.late(doc_id):
-                            await persistence.give_way(doc_id)
+                            await persistence.give_way(doc_id, READ_TURN)
                         else:
                             await asyncio.sleep(0)
-                        turn_ends = clock() + READ_TURN
+                        ready = clock()
+                        turn_ends = ready + READ_TURN
             except asyncio.CancelledError:
                 if not transport.aborted:
                     raise
