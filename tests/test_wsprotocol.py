@@ -95,8 +95,31 @@ async def _accepted() -> tuple[_Socket, Callable[[bytes], bool], asyncio.Event]:
     socket = _Socket()
     _connected(app, socket)
     write_now = await asyncio.wait_for(ready, 5)
+    await eventually(lambda: bool(socket.writes), 5, "the handshake's answer")
     assert socket.writes[-1].startswith(b"HTTP/1.1 101")
+    await asyncio.sleep(FLUSH_GAP)  # that round is not the start of a busy spell
     return socket, write_now, done
+
+
+async def test_the_handshake_answer_goes_out_with_the_first_frames_in_one_write() -> None:
+    done = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        write_now = scope["extensions"][FRAMES]["write_now"]
+        assert write_now(b"step 1")  # as a joining peer's first messages
+        assert write_now(b"awareness")
+        await done.wait()
+
+    socket = _Socket()
+    _connected(app, socket)
+    await eventually(lambda: bool(socket.writes), 5, "the handshake's answer")
+    [written] = socket.writes
+    assert written.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in written
+    assert written.endswith(b"\r\n\r\n" + binary_frame(b"step 1") + binary_frame(b"awareness"))
+    done.set()
 
 
 async def test_a_pass_writes_what_it_was_given_in_one_write_at_its_end() -> None:

@@ -40,13 +40,18 @@ keepalive pings are timed by one timer for all the sockets of the event loop
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import struct
 import time
 from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar
 
-from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.utils import (
+    ClientDisconnected,
+    get_client_addr,
+    get_path_with_query_string,
+)
 from websockets.datastructures import Headers
 from websockets.frames import Frame
 from websockets.http11 import Request
@@ -381,10 +386,7 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         out = self.out
         if out is None:
             self.out = frame
-            corked = _corked
-            corked.protocols.append(self)
-            if corked.loop is not self.loop:
-                corked.schedule(self.loop)
+            self._cork()
         elif isinstance(out, bytes):
             self.out = [out, frame]
         else:
@@ -405,15 +407,56 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         out = self.out
         if out is None:
             self.out = [first, body]
-            corked = _corked
-            corked.protocols.append(self)
-            if corked.loop is not self.loop:
-                corked.schedule(self.loop)
+            self._cork()
         elif isinstance(out, bytes):
             self.out = [out, first, body]
         else:
             out += (first, body)
         self.spread = True
+
+    def _accept(self, message: Any) -> bool:
+        """uvicorn's accept (0.54), with the handshake's answer held as the socket's
+        first frame: it goes out with the messages the app writes in the same pass
+        (a joining peer's first sync messages), in one system call and, for the
+        client, one read. False, having done nothing, where uvicorn's own applies:
+        an accept out of turn, or a socket already gone or not taking data."""
+        if (
+            self.handshake_complete
+            or self.initial_response is not None
+            or self.disconnected
+            or not self.writable.is_set()
+        ):
+            return False
+        logger = self.logger
+        if logger.isEnabledFor(logging.INFO):
+            client, path = get_client_addr(self.scope), get_path_with_query_string(self.scope)
+            logger.info('%s - "WebSocket %s" [accepted]', client, path)
+        headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in (self.default_headers + list(message.get("headers", [])))
+        ]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        response = self.response
+        del response.headers["Date"]
+        response.headers.update(headers)
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            self.conn.send_response(response)
+            self.out = b"".join(self.conn.data_to_send())
+            self._cork()
+            self.start_keepalive()
+        # Only the handshake reads these; the app keeps what it needs.
+        self.request = self.response = None  # type: ignore[assignment]
+        return True
+
+    def _cork(self) -> None:
+        """Have the end-of-pass flush write what ``out`` now holds, its first frames."""
+        corked = _corked
+        corked.protocols.append(self)
+        if corked.loop is not self.loop:
+            corked.schedule(self.loop)
 
     def flush(self) -> None:
         out = self.out
@@ -433,16 +476,16 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         super().shutdown()
 
     async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept" and self._accept(message):
+            return
         self.flush()  # what write_now took goes first
         frames: list[bytes] | None = message.get(FRAMES)
-        if frames is None or message["type"] != "websocket.send":
+        if frames is None or kind != "websocket.send":
             await super().send(message)
-            if message["type"] == "websocket.accept":
-                # Only the handshake reads these; the app keeps what it needs.
+            if kind == "websocket.accept":
                 self.request = self.response = None  # type: ignore[assignment]
-            elif message["type"] == "websocket.http.response.body" and not message.get(
-                "more_body", False
-            ):
+            elif kind == "websocket.http.response.body" and not message.get("more_body", False):
                 # A refusal on the wire ends the handshake too. uvicorn (0.54) leaves the
                 # flag unset here, so each refused upgrade also logged "ASGI callable
                 # returned without completing handshake" at ERROR (its wsproto protocol
