@@ -18,6 +18,7 @@ from collab.web.wsprotocol import (
     FLUSH_GAP,
     FLUSH_TURN,
     HOT_ROUNDS,
+    HOT_SOCKETS,
     SPREAD_FROM,
     BatchingWebSocketProtocol,
     binary_frame,
@@ -175,36 +176,71 @@ async def test_a_large_message_goes_out_beside_its_header_not_copied_into_a_fram
     done.set()
 
 
+async def _busy_room() -> tuple[list[_Socket], Callable[[bytes], None], Callable[[], None]]:
+    """HOT_SOCKETS accepted sockets, a function that writes a frame to each, and one
+    that lets their apps end."""
+    accepted = [await _accepted() for _ in range(HOT_SOCKETS)]
+
+    def write_all(payload: bytes) -> None:
+        assert all(write_now(payload) for _, write_now, _ in accepted)
+
+    def end() -> None:
+        for _, _, done in accepted:
+            done.set()
+
+    return [socket for socket, _, _ in accepted], write_all, end
+
+
 async def test_a_busy_server_starts_its_rounds_of_writes_a_gap_apart() -> None:
-    """Rounds asked for soon after the last one, HOT_ROUNDS times in a row, are held
-    until FLUSH_GAP after it, gathering what comes meanwhile; a quiet spell ends it."""
-    socket, write_now, done = await _accepted()
+    """Rounds of HOT_SOCKETS sockets asked for soon after the last one, HOT_ROUNDS times
+    in a row, are held until FLUSH_GAP after it, gathering what comes meanwhile; a
+    quiet spell ends it."""
+    sockets, write_all, end = await _busy_room()
     for _ in range(2):  # the second time after a quiet spell: the same again
         await asyncio.sleep(FLUSH_GAP * 3)
-        before = len(socket.writes)
+        before = [len(socket.writes) for socket in sockets]
         for n in range(HOT_ROUNDS + 1):  # one round, then HOT_ROUNDS soon after it
-            assert write_now(b"%d" % n)
+            write_all(b"%d" % n)
             await asyncio.sleep(0)
-        assert socket.writes[before:] == [binary_frame(b"%d" % n) for n in range(HOT_ROUNDS + 1)]
+        for socket, start in zip(sockets, before, strict=True):
+            assert socket.writes[start:] == [binary_frame(b"%d" % n) for n in range(HOT_ROUNDS + 1)]
         for payload in (b"held", b"too"):
-            assert write_now(payload)
+            write_all(payload)
             await asyncio.sleep(0)
-        assert len(socket.writes) == before + HOT_ROUNDS + 1  # within the gap: held
-        await asyncio.sleep(FLUSH_GAP * 3)
-        assert socket.writes[before + HOT_ROUNDS + 1 :] == [
-            binary_frame(b"held") + binary_frame(b"too")
+        written = [
+            len(socket.writes) - start for socket, start in zip(sockets, before, strict=True)
         ]
+        assert written == [HOT_ROUNDS + 1] * HOT_SOCKETS  # within the gap: held
+        await asyncio.sleep(FLUSH_GAP * 3)
+        for socket, start in zip(sockets, before, strict=True):
+            assert socket.writes[start + HOT_ROUNDS + 1 :] == [
+                binary_frame(b"held") + binary_frame(b"too")
+            ]
+    end()
+
+
+async def test_small_rounds_are_never_held_however_close_together() -> None:
+    """Connections opened one after the other, or keystrokes in a small room: each
+    round is written at the end of its pass, with no gap to wait out."""
+    socket, write_now, done = await _accepted()
+    before = len(socket.writes)
+    for n in range(HOT_ROUNDS * 3):
+        assert write_now(b"%d" % n)
+        await asyncio.sleep(0)
+        assert socket.writes[-1] == binary_frame(b"%d" % n)
+    assert len(socket.writes) == before + HOT_ROUNDS * 3
     done.set()
 
 
 async def test_a_round_longer_than_the_gap_is_followed_at_once() -> None:
     """The gap bounds how often rounds start: after one that took longer than it (a
     large room's), even a busy server writes at the end of the pass."""
-    socket, write_now, done = await _accepted()
+    sockets, write_all, end = await _busy_room()
     await asyncio.sleep(FLUSH_GAP * 3)
     for n in range(HOT_ROUNDS + 1):
-        assert write_now(b"%d" % n)
+        write_all(b"%d" % n)
         await asyncio.sleep(0)
+    socket = sockets[-1]
     write = socket.write
 
     def slow(data: bytes | bytearray | memoryview) -> None:
@@ -212,14 +248,17 @@ async def test_a_round_longer_than_the_gap_is_followed_at_once() -> None:
         write(data)
 
     socket.write = slow  # type: ignore[method-assign]
-    assert write_now(b"slow")  # held for the gap, then written slowly
+    write_all(b"slow")  # held for the gap, then written slowly
+    count = len(socket.writes)
+    await asyncio.sleep(0)
+    assert len(socket.writes) == count  # held
     await asyncio.sleep(FLUSH_GAP * 3)
     assert socket.writes[-1] == binary_frame(b"slow")
     socket.write = write  # type: ignore[method-assign]
-    assert write_now(b"next")
+    write_all(b"next")
     await asyncio.sleep(0)
-    assert socket.writes[-1] == binary_frame(b"next")
-    done.set()
+    assert [s.writes[-1] for s in sockets] == [binary_frame(b"next")] * HOT_SOCKETS
+    end()
 
 
 async def test_a_pass_writes_a_bounded_turn_of_sockets_and_the_rest_take_the_next() -> None:

@@ -191,10 +191,11 @@ SPREAD_FROM = 64 * 1024
 # the next pass (see _Corked).
 FLUSH_TURN = 128
 # Seconds from the start of one round of writes to the start of the next, at least, once
-# HOT_ROUNDS rounds in a row were asked for that soon: under load, frames gather for two
-# milliseconds instead of a pass (see _Corked).
+# HOT_ROUNDS rounds in a row of HOT_SOCKETS sockets or more were asked for that soon:
+# under load, frames gather for two milliseconds instead of a pass (see _Corked).
 FLUSH_GAP = 0.002
 HOT_ROUNDS = 3
+HOT_SOCKETS = 16
 
 
 class _Corked:
@@ -210,16 +211,20 @@ class _Corked:
     server, and no frame waits longer than one round.
 
     A busy server, one asked for a round within FLUSH_GAP of the last one's start
-    HOT_ROUNDS times in a row, starts the next FLUSH_GAP after the last one started:
+    HOT_ROUNDS times in a row, each after a round of HOT_SOCKETS sockets or more,
+    starts the next FLUSH_GAP after the last one started:
     one that would write after every pass of a fraction of a millisecond gathers two
     milliseconds of updates into each write instead, several times fewer system calls
     for it and as many fewer reads for each client, for two or three milliseconds more
     latency (the loop's timers count whole milliseconds). A round that takes longer
     than that (a room of a thousand) is followed at once, and a server that is not
     busy writes at the end of the pass: a handshake's answers, or a keystroke in a
-    room, wait for nothing."""
+    room, wait for nothing. Nor do small rounds, however close together: connections
+    opened one after the other (a round for each answer) or keystrokes in small rooms
+    save few system calls by waiting, and each of them would wait a round trip's
+    worth."""
 
-    __slots__ = ("hot", "loop", "protocols", "started")
+    __slots__ = ("hot", "loop", "protocols", "started", "written")
 
     def __init__(self) -> None:
         self.protocols: list[BatchingWebSocketProtocol] = []
@@ -227,13 +232,14 @@ class _Corked:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = -FLUSH_GAP  # when the last round started (perf_counter)
         self.hot = 0  # rounds in a row asked for within FLUSH_GAP of the last one's start
+        self.written = 0  # sockets the last round had to write
 
     def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         # Not the loop's time: uvloop's counts whole milliseconds.
         now = time.perf_counter()
         wait = self.started + FLUSH_GAP - now
-        if wait <= 0:
+        if wait <= 0 or self.written < HOT_SOCKETS:
             self.hot = 0
         elif self.hot < HOT_ROUNDS:
             self.hot += 1
@@ -247,6 +253,7 @@ class _Corked:
     def flush(self) -> None:
         protocols = self.protocols
         loop = asyncio.get_running_loop()
+        self.written = len(protocols)
         if len(protocols) > FLUSH_TURN:
             turn = protocols[:FLUSH_TURN]
             del protocols[:FLUSH_TURN]
