@@ -58,6 +58,15 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        # The socket is the WebSocket protocol's now, and this one hears nothing more
+        # (no connection_lost, which would drop the parser): without its parser, which
+        # refers back to it, it is freed at once, not by the next full collection
+        # (a connection's worth of objects, kept for minutes by a server whose full
+        # collections are rare).
+        self.parser = None  # type: ignore[assignment]
+
     def _arm(self) -> None:
         incomplete = self.incomplete
         while len(incomplete) >= self.max_incomplete:
