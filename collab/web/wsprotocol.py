@@ -393,7 +393,11 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         out = self.out
         if out is None:
             self.out = frame
-            self._cork()
+            # _cork, inline: this runs per socket per pass.
+            corked = _corked
+            corked.protocols.append(self)
+            if corked.loop is not self.loop:
+                corked.schedule(self.loop)
         elif isinstance(out, bytes):
             self.out = [out, frame]
         else:
