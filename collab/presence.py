@@ -10,6 +10,13 @@ an entry that a connection here owns.
 Entries for ids owned by others are dropped, not refused: a stock y-websocket client
 sends back every awareness change it receives, other clients' entries included. Only
 an entry that would have changed another connection's state is worth a warning.
+
+The tabs of one browser also pass each other's entries on to the server (y-websocket's
+BroadcastChannel): a new tab's entry comes from the open tabs before its own socket
+opens. So a connection's own client id, the one entry of its first awareness update
+(what a stock client sends first), takes that id over from a connection that only
+passed it on: one whose first update did not show it. Ids past a connection's bound
+are dropped, not a reason to close it.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class PresenceRefused(ProtocolError):
 class Presence:
     __slots__ = (
         "_clocks",
+        "_own_ids",
         "_owned",
         "_owners",
         "_removed",
@@ -76,6 +84,10 @@ class Presence:
         self._removed: dict[int, int] = {}
         self._owners: dict[int, Hashable] = {}
         self._owned: dict[Hashable, set[int]] = {}
+        # The ids a connection's first update showed: its own, never taken from it. The
+        # one id of a first update (a stock client's own) takes an id over from a
+        # connection that only passed it on.
+        self._own_ids: dict[Hashable, frozenset[int]] = {}
         self._warned: set[Hashable] = set()
 
     def __len__(self) -> int:
@@ -92,7 +104,14 @@ class Presence:
         one over a connection's bounds, raises and changes nothing.
         """
         listed = _decode(update, self._most(owner))
-        changes = self._plan(self._checked(listed, owner), owner)
+        checked = self._checked(listed, owner)
+        if owner not in self._own_ids and not isinstance(owner, str):
+            self._own_ids[owner] = frozenset(c for c, _, state in checked if state != _NULL)
+        changes, taken = self._plan(checked, owner)
+        if taken is not None:
+            self._owned[self._owners[taken]].discard(taken)
+            self._owners[taken] = owner
+            self._owned.setdefault(owner, set()).add(taken)
         self._apply(changes, owner)
         if changes and len(changes) == len(listed):
             return update
@@ -106,7 +125,7 @@ class Presence:
         removed on the relay's behalf (it fell silent), not by the client.
         """
         listed = _decode(update) if update else []
-        changes = self._plan(self._checked(listed, owner), owner, revive=True)
+        changes, _ = self._plan(self._checked(listed, owner), owner, revive=True)
         self._apply(changes, owner)
         clients = {client for client, _, _ in listed}
         left_out = [client for client in self._owned.get(owner, ()) if client not in clients]
@@ -121,6 +140,7 @@ class Presence:
     def remove_owned_by(self, owner: Hashable) -> bytes | None:
         """Drop every id ``owner`` introduced; the awareness update announcing it, if any."""
         self._warned.discard(owner)
+        self._own_ids.pop(owner, None)
         clients = self._owned.pop(owner, None)
         if not clients:
             return None
@@ -166,21 +186,36 @@ class Presence:
             kept.append((client, clock, state))
         return kept
 
-    def _plan(self, entries: list[Entry], owner: Hashable, revive: bool = False) -> list[Entry]:
-        """The entries of ``owner``'s that change what is shown; raises, changing
-        nothing, if they would take a connection over its bounds."""
+    def _plan(
+        self, entries: list[Entry], owner: Hashable, revive: bool = False
+    ) -> tuple[list[Entry], int | None]:
+        """The entries of ``owner``'s that change what is shown, and the id it takes
+        over, if any (see ``_takes_over``). Ids past a connection's bound are left out."""
         relayed = isinstance(owner, str)
         latest: dict[int, tuple[int, str]] = {}
         for client, clock, state in entries:  # one entry per client: the newest
             seen = latest.get(client)
             if seen is None or (clock, state == _NULL) > (seen[0], seen[1] == _NULL):
                 latest[client] = (clock, state)
+        first = self._own_ids.get(owner, ())
+        own = next(iter(first)) if len(first) == 1 else None
+        if own in latest and len(latest) > 1:  # its own id first: the last to be left out
+            latest = {own: latest.pop(own), **latest}
         changes: list[Entry] = []
-        added = claimed = 0
+        added = 0
+        taken = None
+        room = self.limits.clients_per_peer - len(self._owned.get(owner, ()))
         for client, (clock, state) in latest.items():
             removal = state == _NULL
             shown = client in self._states
             current = self._clocks.get(client, self._removed.get(client))
+            holder = self._owners.get(client)
+            if client == own and holder not in (None, owner) and self._takes_over(client, holder):
+                if room <= 0:
+                    self._past_bound(owner, client)
+                    continue
+                room -= 1
+                taken, holder = client, owner  # even by an echo: the id changes hands
             if removal and not shown:
                 continue  # nothing to remove
             if not (
@@ -190,33 +225,36 @@ class Presence:
                 or (revive and current == clock and not shown)
             ):
                 continue  # stale, or what was shown already (an echo)
-            holder = self._owners.get(client)
+            claims = not relayed
             if holder is None:
                 if len(self._owners) + added >= self.limits.clients_per_room:
                     self._warn(owner, "added client %d to a full presence; ignored", client)
                     continue
-                added += 1
-                claimed += not relayed
             elif holder == owner:
-                pass
+                claims = False
             elif not isinstance(holder, str):
                 if not relayed and current is not None and current < clock:
                     self._warn(owner, "tried to change client %d, another's; ignored", client)
                 continue
-            elif not relayed:
-                if removal:
-                    continue  # another process's client: only it says when it goes
-                claimed += 1  # the client moved here
+            elif not relayed and removal:
+                continue  # another process's client: only it says when it goes
+            if claims:  # a new id, or one that moved here from another process
+                if room <= 0:
+                    self._past_bound(owner, client)
+                    continue
+                room -= 1
+            added += holder is None
             changes.append((client, clock, state))
-        if not relayed:
-            owned = len(self._owned.get(owner, ())) + claimed
-            if owned > self.limits.clients_per_peer:
-                raise PresenceRefused(
-                    f"{owned} awareness client ids (the limit is {self.limits.clients_per_peer})",
-                    CloseCode.POLICY_VIOLATION,
-                    "too many awareness clients",
-                )
-        return changes
+        return changes, taken
+
+    def _past_bound(self, owner: Hashable, client: int) -> None:
+        limit = self.limits.clients_per_peer
+        self._warn(owner, "went past %d awareness client ids; client %d ignored", limit, client)
+
+    def _takes_over(self, client: int, holder: Hashable) -> bool:
+        """Whether a connection whose own id is ``client`` takes it from ``holder``: a
+        connection that only passed it on (another tab of the same browser)."""
+        return not isinstance(holder, str) and client not in self._own_ids.get(holder, ())
 
     def _apply(self, changes: list[Entry], owner: Hashable) -> None:
         for client, clock, state in changes:

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         10.0, "an idle peer is sent an empty awareness message after this many seconds", min=0.1
     )
     max_awareness_clients: int = _count(
-        4, "awareness client ids one connection may introduce (1008 above)", min=1
+        4, "awareness client ids one connection may introduce (more are ignored)", min=1
     )
     max_awareness_state: int = _count(
         64 * 1024, "largest awareness state of one client, in bytes (1009 above)", min=256

@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent / "js"
 
 
 class JsClient:
+    script = "client.mjs"
+
     def __init__(
         self, ws_base: str, doc_id: str, token: str | None = None, clock_speed: float = 1
     ) -> None:
@@ -35,7 +37,7 @@ class JsClient:
         self.process = await asyncio.create_subprocess_exec(
             node,
             *clock,
-            str(HERE / "client.mjs"),
+            str(HERE / self.script),
             *self.args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -108,3 +110,13 @@ class JsClient:
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()
+
+
+class JsTabs(JsClient):
+    """Tabs of one browser (tests/js/tabs.mjs): stock providers of one document that
+    share awareness over their BroadcastChannel."""
+
+    script = "tabs.mjs"
+
+    async def tabs(self) -> list[dict[str, Any]]:
+        return list((await self.refresh())["tabs"])
