@@ -165,7 +165,9 @@ def _serve(settings: Settings, hooks_name: str | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=header_deadline_protocol(settings.header_timeout, settings.max_incomplete_connections),
+        http=header_deadline_protocol(
+            settings.header_timeout, settings.max_incomplete_connections, settings.max_header_bytes
+        ),
         ws=ws,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.ping_interval or None,

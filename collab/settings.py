@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     header_timeout: float = _seconds(
         10.0, "seconds to send a request's headers (then it is closed)", min=0.1
     )
+    max_header_bytes: int = _count(
+        64 * 1024, "largest request line and headers, in bytes (431 above)", min=1024
+    )
     max_incomplete_connections: int = _count(
         256,
         "connections still sending their request headers at once (the oldest is closed above)",

@@ -1,5 +1,7 @@
-"""Slow clients: connections that never finish their request headers are closed, and
-their number is bounded, while complete requests are served as usual."""
+"""Slow and oversized requests: connections that never finish their request headers
+are closed, and their number is bounded; headers past their bound, and WebSocket
+upgrades the websockets library refuses, are answered and closed; complete requests
+are served as usual."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import weakref
 from typing import Any
 
 import httpx
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from collab.web.httpprotocol import header_deadline_protocol
 from collab.web.wsprotocol import BatchingWebSocketProtocol
 
-from .conftest import ServerFactory
+from .conftest import WS_PROTOCOLS, ServerFactory
 from .support import CollabServer
 from .yclient import YClient
 
@@ -106,6 +109,106 @@ async def test_connections_sending_headers_are_bounded(start_server: ServerFacto
     assert "over 10 connections sending their headers" in server.log()
 
 
+UPGRADE = (
+    b"GET /ws/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+async def _exchange(server: CollabServer, request: bytes) -> bytes:
+    """What the server answers ``request`` with, up to its closing the connection (and
+    failing if it does not within 10 s)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.drain()
+        async with asyncio.timeout(10):
+            try:
+                return await reader.read()
+            except ConnectionResetError:
+                return b""
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@pytest.fixture(params=WS_PROTOCOLS)
+def ws_protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_oversized_headers_are_answered_431_and_closed(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    server = start_server(max_header_bytes="4096")
+    async with YClient(server.ws_url(doc_id)) as peer, httpx.AsyncClient() as http:
+        # At the bound, a request is served; past it, by a header, many, or the URL...
+        under = {"x-pad": "a" * 3900}
+        assert (await http.get(server.url + "/healthz", headers=under)).status_code == 200
+        many = b"".join(b"x-h%d: %s\r\n" % (i, b"a" * 100) for i in range(50))
+        for request in (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nx-big: " + b"a" * 8000 + b"\r\n\r\n",
+            b"GET /healthz?" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            UPGRADE % doc_id.encode() + many + b"\r\n",
+        ):
+            answer = await _exchange(server, request)
+            assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer
+            assert answer.endswith(b"headers over 4096 bytes\n")
+        # ...or by a header that never ends (httptools keeps it whole until it does):
+        # closed at the bound, long before the 10 s deadline. The answer may be lost to
+        # the reset of a socket closed with the client's bytes unread.
+        for head in (b"x-endless: ", b"x-ended: a\r\n" * 100 + b"x-endless: "):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + head)
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                for _ in range(10_000):  # 10 MB, unless stopped
+                    writer.write(b"a" * 1000)
+                    await writer.drain()
+            assert await _closed_by_server(reader, 5)
+            assert time.monotonic() - started < 5
+            writer.close()
+        peer.append("undisturbed")
+        async with YClient(server.ws_url(doc_id)) as late:
+            assert late.content() == "undisturbed"
+        assert not peer.closed.is_set()
+    assert "request headers over 4096 bytes" in server.log()
+
+
+async def test_upgrades_the_websocket_library_refuses_are_answered_and_closed(
+    start_server: ServerFactory, doc_id: str
+) -> None:
+    """uvicorn hands the request to the websockets library, which refuses more than 128
+    header lines or a line over 8 KiB: uvicorn used to leave such a socket open and
+    unanswered (one file descriptor each, for good)."""
+    server = start_server()
+    upgrade = UPGRADE % doc_id.encode()
+    async with YClient(server.ws_url(doc_id)) as peer:
+        lines = b"".join(b"x-h%d: a\r\n" % i for i in range(130))
+        long_line = b"x-long: " + b"a" * 9000 + b"\r\n"
+        for extra in (lines, long_line):
+            answer = await _exchange(server, upgrade + extra + b"\r\n")
+            assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer
+        answer = await _exchange(server, upgrade + b"Transfer-Encoding: gzip\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert answer.endswith(b"malformed WebSocket request\n")
+        # Just under the bounds, the same upgrade is served.
+        under = b"".join(b"x-h%d: a\r\n" % i for i in range(100)) + b"x-long: " + b"a" * 8000
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(upgrade + under + b"\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert answer.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        writer.close()
+        peer.append("still served")
+        async with YClient(server.ws_url(doc_id)) as late:
+            assert late.content() == "still served"
+    assert "WebSocket upgrade refused: too many header lines" in server.log()
+    assert "WebSocket upgrade refused: a line too long" in server.log()
+
+
 class _Transport(asyncio.Transport):
     """A socket that takes what it is given and hands itself over on upgrade."""
 
@@ -119,6 +222,10 @@ class _Transport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
@@ -144,7 +251,7 @@ async def test_the_http_protocol_of_an_upgraded_connection_is_freed_at_once() ->
 
     config = Config(app, ws=BatchingWebSocketProtocol, ws_per_message_deflate=False)
     config.load()
-    protocol = header_deadline_protocol(10, 100)(config, ServerState(), {})
+    protocol = header_deadline_protocol(10, 100, 65536)(config, ServerState(), {})
     transport = _Transport()
     protocol.connection_made(transport)
     upgraded = weakref.ref(protocol)
