@@ -60,7 +60,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool
         async with asyncio.timeout(within):
             await reader.read()  # to the end of the stream
             return True
-    except ConnectionResetError:
+    except ConnectionError:  # reset, or a broken pipe of the client's own writes
         return True
     except TimeoutError:
         return False
