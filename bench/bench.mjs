@@ -19,6 +19,7 @@ import { clusterAvailable, postgresVersion, redisVersion, PG_SETTINGS } from './
 import { traceScenario } from './lib/trace.mjs'
 import { loadTrace, TRACE_FILE } from './lib/editingtrace.mjs'
 import { cpuCapAvailable } from './lib/cpucap.mjs'
+import { setTransport } from './lib/client.mjs'
 
 const ALL_SCENARIOS = ['fanout', 'manydocs', 'saturation', 'coldload', 'storeopen', 'writes', 'cluster', 'trace']
 
@@ -39,7 +40,7 @@ const HELP = `usage: bash bench/run [options]
   --docs N            documents in manydocs, 2 clients each (default 1000)
   --sat-clients N     clients in saturation (default 50)
   --sat-rates LIST    edits/s per writer, tried in rising order (default
-                      10,20,50,100,150,200,300,400,500,600,800,1000,1200,1500;
+                      10,20,50,100,150,200,300,400,500,600,700,800,1000,1200,1500;
                       --quick 10,50,200)
   --sat-common-rate R edits/s per writer at which every server's CPU µs per
                       delivered update is compared (default 200; added to
@@ -75,7 +76,10 @@ const HELP = `usage: bash bench/run [options]
   --trace-margin S    edits sent this long before a kill must survive it (default 0.5)
   --trace-limits MODE lifted (as every bench server: COLLAB_MESSAGES_PER_SECOND=100000)
                       or server (the server's own rate limits) (default lifted)
-  --deflate           clients offer permessage-deflate (default off)
+  --deflate           clients offer permessage-deflate (default off; on the ws client)
+  --ws-client NAME    the peers' WebSocket client: raw (bench/lib/rawws.mjs, frames
+                      read straight from the socket's chunks) or ws (the ws package)
+                      (default raw)
   --no-pin            do not pin server/generator to CPUs ${CPU_PIN.server}/${CPU_PIN.generator}
   --quick             smoke run: small sizes, short windows
   --out DIR           results directory (default bench/results)
@@ -122,6 +126,7 @@ const { values: a } = parseArgs({
     'trace-margin': { type: 'string' },
     'trace-limits': { type: 'string' },
     deflate: { type: 'boolean', default: false },
+    'ws-client': { type: 'string', default: 'raw' },
     'no-pin': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -143,7 +148,7 @@ const o = {
   fullReceivers: Number(a['full-receivers'] || (q ? 5 : 10)),
   docs: Number(a.docs || (q ? 100 : 1000)),
   satClients: Number(a['sat-clients'] || (q ? 20 : 50)),
-  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500]),
+  satRates: a['sat-rates'] ? nums(a['sat-rates']) : (q ? [10, 50, 200] : [10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1500]),
   satCommonRate: Number(a['sat-common-rate'] || 200),
   satWarmup: q ? 0.5 : 1,
   satWindow: q ? 2 : 5,
@@ -185,7 +190,8 @@ const o = {
   traceDrainTimeoutMs: 120000,
   traceOpenTimeoutMs: 60000,
   flushIntervalMs: 100, // COLLAB_FLUSH_INTERVAL's default
-  deflate: a.deflate
+  deflate: a.deflate,
+  wsClient: a['ws-client']
 }
 const scenarios = a.scenarios ? list(a.scenarios) : ALL_SCENARIOS
 for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) { console.error(`unknown scenario ${s}`); process.exit(2) }
@@ -193,6 +199,8 @@ for (const c of o.clusterCpu) if (!['cap', 'shared'].includes(c)) { console.erro
 if (!(o.satCommonRate > 0) || !o.satRates.every(r => r > 0)) { console.error('--sat-rates and --sat-common-rate must be positive numbers'); process.exit(2) }
 if (!(o.clusterShare > 0 && o.clusterShare <= 1)) { console.error('--cluster-share must be in (0, 1]'); process.exit(2) }
 for (const d of o.traceDatabases) if (!['sqlite', 'postgresql'].includes(d)) { console.error(`unknown --trace-databases ${d}`); process.exit(2) }
+if (!['raw', 'ws'].includes(o.wsClient)) { console.error(`unknown --ws-client ${o.wsClient}`); process.exit(2) }
+setTransport(o.wsClient)
 if (!['lifted', 'server'].includes(o.traceLimits)) { console.error(`unknown --trace-limits ${o.traceLimits}`); process.exit(2) }
 if (o.traceEdits !== null && !(Number.isInteger(o.traceEdits) && o.traceEdits > 0)) { console.error('--trace-edits must be a positive integer'); process.exit(2) }
 if (!(o.traceKillAt > 0 && o.traceKillAt <= 1) || !(o.traceKillRate > 0) || !(o.traceKillSeconds > 0) || !(o.traceMarginMs >= 0)) { console.error('bad --trace-kill-* or --trace-margin'); process.exit(2) }
@@ -484,7 +492,7 @@ if (!a['no-save']) {
     `- machine: ${machine.nproc} CPUs (${machine.cpu_model}), ${machine.mem_gib} GiB, ${machine.kernel}\n` +
     `- node ${machine.node}, ${machine.python}; client packages: ${Object.entries(machine.client_packages).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
     Object.entries(machine.servers).map(([k, v]) => `- ${k}: ${v}\n`).join('') +
-    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}\n` +
+    `- pinning: ${pin ? `server on CPU ${CPU_PIN.server}, load generator on CPU ${CPU_PIN.generator}` : 'off'}${scenarios.includes('cluster') ? `; cluster scenario: ${clusterCpuText()}` : ''}${o.deflate ? '; permessage-deflate offered' : ''}; peers' WebSocket client: ${o.deflate ? 'ws' : o.wsClient}\n` +
     (machine.postgresql ? `- cluster: ${machine.postgresql} (fsync=off, synchronous_commit=off, full_page_writes=off), ${machine.redis} (no persistence)\n` : '') +
     `- options: \`${JSON.stringify(o)}\`\n\n` +
     table + '\n\n' + (saturationMd ? saturationMd + '\n\n' : '') + (storage ? storage + '\n\n' : '') + (hooksMd ? hooksMd + '\n\n' : '') + (clusterMd ? clusterMd + '\n\n' : '') + (traceMd ? traceMd + '\n\n' : '') + LEGEND

@@ -19,6 +19,7 @@
 // does the reverse (returns null for frames to ignore).
 
 import WebSocket from 'ws'
+import { RawWebSocket } from './rawws.mjs'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
@@ -41,6 +42,15 @@ export const encodeSync = (syncType, payload) => {
   encoding.writeVarUint(enc, syncType)
   encoding.writeVarUint8Array(enc, payload)
   return encoding.toUint8Array(enc)
+}
+
+// Which WebSocket client the peers use: 'raw' (rawws.mjs, the default: cheaper per
+// message, so that the generator is less often what limits a step) or 'ws'.
+// permessage-deflate always takes 'ws'.
+let transport = 'raw'
+export const setTransport = (name) => {
+  if (name !== 'raw' && name !== 'ws') throw new Error(`unknown WebSocket client ${name}`)
+  transport = name
 }
 
 // ---------------------------------------------------------------------------
@@ -137,10 +147,15 @@ export class Peer {
    * @param {boolean} [o.isolated] writers only: do not apply the others' updates, only
    *   track their state vector as counting receivers do; the writer's Y.Doc holds its
    *   own edits alone (cheaper for the generator; convergence is checked on 'full' peers)
+   * @param {boolean} [o.deferred] 'full' peers only: keep what arrives, tracked as
+   *   counting receivers do, and apply it to the Y.Doc at settle() (before the
+   *   convergence check), not while the load runs (cheaper for the generator)
    */
-  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false, group = 0, editAtStart = false, isolated = false }) {
+  constructor ({ url, docName, framing, tracker = null, kind = 'count', deflate = false, group = 0, editAtStart = false, isolated = false, deferred = false }) {
     this.group = group
     this.isolated = isolated && kind === 'writer'
+    this.deferred = deferred && kind === 'full'
+    this.backlog = [] // deferred peers: the updates received, to apply at settle()
     this.editAtStart = editAtStart
     this.url = url
     this.docName = docName
@@ -189,7 +204,9 @@ export class Peer {
       }
       const timer = setTimeout(() => finish(new Error(`sync timeout after ${timeoutMs} ms (${this.url})`)), timeoutMs)
       this.onSynced = () => finish()
-      const ws = new WebSocket(this.url, { perMessageDeflate: this.deflate, handshakeTimeout: timeoutMs })
+      const ws = transport === 'raw' && !this.deflate
+        ? new RawWebSocket(this.url, { handshakeTimeout: timeoutMs })
+        : new WebSocket(this.url, { perMessageDeflate: this.deflate, handshakeTimeout: timeoutMs })
       this.ws = ws
       ws.on('open', () => {
         for (const m of this.framing.onOpen(this.docName)) ws.send(m)
@@ -264,7 +281,8 @@ export class Peer {
 
   applyRemote1 (payload, now) {
     const meta = updateMeta(payload)
-    if (this.doc && !this.isolated) {
+    if (this.deferred) this.backlog.push(Buffer.from(payload))
+    if (this.doc && !this.isolated && !this.deferred) {
       Y.applyUpdate(this.doc, payload, 'remote')
       if (this.tracker) {
         for (const client of meta.to.keys()) {
@@ -305,8 +323,18 @@ export class Peer {
   }
 
   clockOf (clientID) {
+    if (this.deferred) return this.sv.get(clientID) || 0
     if (this.doc && (!this.isolated || clientID === this.ownClientID)) return Y.getState(this.doc.store, clientID)
     return this.sv.get(clientID) || 0
+  }
+
+  // deferred peers: apply what was kept, in the order it came
+  settle () {
+    if (!this.deferred) return
+    for (let i = 0; i < this.backlog.length; i += 5000) {
+      Y.applyUpdate(this.doc, Y.mergeUpdates(this.backlog.slice(i, i + 5000)), 'remote')
+    }
+    this.backlog = []
   }
 
   // writers: one small insert at a random position (or at the start)

@@ -179,13 +179,13 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
   }
 }
 
-export const makePeers = ({ server, doc, n, writers, full, tracker, deflate, isolated = false }) => {
+export const makePeers = ({ server, doc, n, writers, full, tracker, deflate, isolated = false, deferred = false }) => {
   const framing = server.entry.framing
   const url = server.url(doc)
   const peers = []
   for (let i = 0; i < n; i++) {
     const kind = i < writers ? 'writer' : i < writers + full ? 'full' : 'count'
-    peers.push(new Peer({ url, docName: doc, framing, tracker, kind, deflate, isolated }))
+    peers.push(new Peer({ url, docName: doc, framing, tracker, kind, deflate, isolated, deferred }))
   }
   return peers
 }
@@ -193,6 +193,7 @@ export const makePeers = ({ server, doc, n, writers, full, tracker, deflate, iso
 // Everyone's text equal, and a fresh client gets the same text from the server;
 // isolated writers' edits (their own text alone) are all in it.
 const convergence = async (server, doc, peers, deflate) => {
+  for (const p of peers) p.settle()
   const docPeers = peers.filter(p => p.doc && !p.isolated)
   const ref = docPeers[0].text.toString()
   let mismatched = docPeers.filter(p => p.text.toString() !== ref).length
@@ -326,8 +327,9 @@ export const saturation = async (server, o) => {
   const n = o.satClients
   const w = Math.min(o.writers, n)
   const full = Math.min(2, n - w)
-  // writers that apply nobody's updates: the generator's core must not be the limit
-  const peers = makePeers({ server, doc, n, writers: w, full, tracker, deflate: o.deflate, isolated: true })
+  // writers that apply nobody's updates, and full peers that apply theirs only at the
+  // convergence check: the generator's core must not be the limit
+  const peers = makePeers({ server, doc, n, writers: w, full, tracker, deflate: o.deflate, isolated: true, deferred: true })
   const writers = peers.slice(0, w)
   const res = { scenario: `saturation-${n}`, server: server.entry.name, clients: n, writers: w, p99_limit_ms: o.satP99Ms, steps: [] }
   if (!await connectOrFail(peers, res, server, o)) return res
@@ -347,6 +349,7 @@ export const saturation = async (server, o) => {
       m.passed = okStep(m)
       // the generator, not the server, may be what limits this step
       m.generator_bound = m.gen_cpu_pct > GEN_BOUND_CPU_PCT || m.gen_loop_delay_p99_ms > GEN_BOUND_LOOP_P99_MS
+      for (const p of peers) p.settle() // between windows, untimed
       res.steps.push({ rate_per_writer: rate, ...m })
       if (o.onStep) o.onStep(res.steps[res.steps.length - 1])
       if (m.passed || m.undelivered_after_drain > 0) break
