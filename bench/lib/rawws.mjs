@@ -30,7 +30,10 @@ export class RawWebSocket {
     if (u.protocol !== 'ws:') throw new Error(`RawWebSocket: ws:// only, not ${u.protocol}`)
     this.readyState = CONNECTING
     this.handlers = { open: null, message: null, error: null, close: null }
-    this.rest = null // bytes of an incomplete frame (or of the handshake answer)
+    this.answer = null // the handshake answer's bytes, until it is whole
+    this.rest = null // chunks of an incomplete frame
+    this.restLength = 0
+    this.need = 0 // bytes the incomplete frame needs, from its first
     this.fragments = null // payloads of a fragmented message, until its last frame
     this.closeSent = false
     this.closeEmitted = false
@@ -60,14 +63,14 @@ export class RawWebSocket {
   }
 
   handshake (chunk) {
-    const data = this.rest === null ? chunk : Buffer.concat([this.rest, chunk])
+    const data = this.answer === null ? chunk : Buffer.concat([this.answer, chunk])
     const end = data.indexOf('\r\n\r\n')
     if (end < 0) {
       if (data.length > 65536) this.fail(new Error('handshake answer too long'))
-      else this.rest = data
+      else this.answer = data
       return
     }
-    this.rest = null
+    this.answer = null
     const head = data.subarray(0, end).toString('latin1')
     const [status, ...lines] = head.split('\r\n')
     if (!/^HTTP\/1\.1 101 /.test(status)) {
@@ -88,28 +91,37 @@ export class RawWebSocket {
 
   frames (chunk) {
     let data = chunk
-    if (this.rest !== null) {
-      data = Buffer.concat([this.rest, chunk])
+    if (this.rest !== null) { // an incomplete frame: wait for all of it before copying
+      this.rest.push(chunk)
+      this.restLength += chunk.length
+      if (this.restLength < this.need) return
+      data = Buffer.concat(this.rest, this.restLength)
       this.rest = null
     }
     let off = 0
     const n = data.length
-    while (off + 2 <= n) {
+    let need = 0
+    while (off < n) {
+      need = off + 2
+      if (need > n) break
       const b0 = data[off]
       const b1 = data[off + 1]
       let len = b1 & 0x7f
       let at = off + 2
       if (len === 126) {
-        if (at + 2 > n) break
+        need = at + 2
+        if (need > n) break
         len = data.readUInt16BE(at)
         at += 2
       } else if (len === 127) {
-        if (at + 8 > n) break
+        need = at + 8
+        if (need > n) break
         len = Number(data.readBigUInt64BE(at))
         at += 8
       }
       const masked = (b1 & 0x80) !== 0
-      if (at + (masked ? 4 : 0) + len > n) break
+      need = at + (masked ? 4 : 0) + len
+      if (need > n) break
       let payload
       if (masked) { // servers do not mask, but a frame that is masked is still read right
         const mask = data.subarray(at, at + 4)
@@ -123,7 +135,11 @@ export class RawWebSocket {
       this.frame(b0 & 0x80, b0 & 0x0f, payload)
       if (this.readyState === CLOSED) return
     }
-    if (off < n) this.rest = Buffer.from(data.subarray(off))
+    if (off < n) {
+      this.rest = [data.subarray(off)] // each 'data' chunk is a buffer of its own
+      this.restLength = n - off
+      this.need = need - off
+    }
   }
 
   frame (fin, opcode, payload) {
