@@ -134,11 +134,7 @@ async def _exchange(server: CollabServer, request: bytes) -> bytes:
             await writer.wait_closed()
 
 
-@pytest.fixture(params=WS_PROTOCOLS)
-def ws_protocol(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
+@pytest.mark.parametrize("ws_protocol", WS_PROTOCOLS)
 async def test_oversized_headers_are_answered_431_and_closed(
     start_server: ServerFactory, doc_id: str
 ) -> None:
@@ -178,6 +174,7 @@ async def test_oversized_headers_are_answered_431_and_closed(
     assert "request headers over 4096 bytes" in server.log()
 
 
+@pytest.mark.parametrize("ws_protocol", WS_PROTOCOLS)
 async def test_upgrades_the_websocket_library_refuses_are_answered_and_closed(
     start_server: ServerFactory, doc_id: str
 ) -> None:
