@@ -100,8 +100,10 @@ class Presence:
         """Apply an awareness update sent by ``owner``: the update of what changed, to
         pass on (``update`` itself when all of it applied), or None if nothing did.
 
-        The whole update is checked before anything is applied: a malformed one, or
-        one over a connection's bounds, raises and changes nothing.
+        The whole update is checked before anything is applied: a malformed one, one
+        of more entries than a room and a connection hold, or a connection's state
+        over the size bound raises and changes nothing. Ids past a connection's bound
+        are left out.
         """
         listed = _decode(update, self._most(owner))
         checked = self._checked(listed, owner)
