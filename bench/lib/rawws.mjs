@@ -16,15 +16,9 @@ import crypto from 'node:crypto'
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const CONNECTING = 0
 const OPEN = 1
-const CLOSING = 2
 const CLOSED = 3
 
 export class RawWebSocket {
-  static CONNECTING = CONNECTING
-  static OPEN = OPEN
-  static CLOSING = CLOSING
-  static CLOSED = CLOSED
-
   constructor (url, { handshakeTimeout = 30000 } = {}) {
     const u = new URL(url)
     if (u.protocol !== 'ws:') throw new Error(`RawWebSocket: ws:// only, not ${u.protocol}`)
