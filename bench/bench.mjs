@@ -274,7 +274,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cle
 
 const summarize = (r) => {
   const bits = []
-  for (const k of ['delivered_per_s', 'p50_ms', 'p99_ms', 'server_cpu_us_per_delivery', 'rss_per_connection_kb', 'max_edits_per_s', 'cold_open_ms', 'warm_open_ms', 'rows_per_s', 'transactions_per_s', 'converged', 'error']) {
+  for (const k of ['delivered_per_s', 'p50_ms', 'p99_ms', 'server_cpu_us_per_delivery', 'server_writes_per_delivery', 'rss_per_connection_kb', 'max_edits_per_s', 'cold_open_ms', 'warm_open_ms', 'rows_per_s', 'transactions_per_s', 'converged', 'error']) {
     if (r[k] !== undefined) bits.push(`${k}=${r[k]}`)
   }
   return bits.join(' ')

@@ -27,7 +27,7 @@ const other = (r) => {
   const f = family(r.scenario)
   if (r.error) return `ERROR: ${String(r.error).split('\n')[0].slice(0, 80)}`
   const noisy = r.other_load_pct > 20 ? `; ⚠ other load ${r.other_load_pct}% CPU` : ''
-  if (f === 'fanout') return `${r.edits_per_s} edits/s → ${r.clients} clients; connect ${r.connect_s}s${noisy}`
+  if (f === 'fanout') return `${r.edits_per_s} edits/s → ${r.clients} clients; ${fmt(r.server_writes_per_delivery)} writes/upd; connect ${r.connect_s}s${noisy}`
   if (f === 'manydocs') return `RSS ${r.server_rss_before_mb}→${r.server_rss_after_mb} MB = ${r.rss_per_connection_kb} KiB/conn; ${r.connects_per_s} conn/s; after close ${r.server_rss_after_close_mb} MB`
   if (f === 'saturation') {
     const common = r.common_rate_server_cpu_us_per_delivery != null ? `${r.common_rate_server_cpu_us_per_delivery} CPU µs/upd` : r.common_rate_missing

@@ -5,7 +5,7 @@ import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
 import { spawnSync } from 'node:child_process'
 import * as Y from 'yjs'
 import { Peer, Tracker, connectAll, encodeSync, SYNC_UPDATE } from './client.mjs'
-import { cpuMicros, rssBytes, cpuTimes, cpuBusyPct } from './servers.mjs'
+import { cpuMicros, rssBytes, cpuTimes, cpuBusyPct, writeSyscalls } from './servers.mjs'
 
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
 const rid = () => Math.random().toString(36).slice(2, 8)
@@ -96,6 +96,7 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
   const driving = driveWriters(writers, rate, windowEnd, str)
   await sleep(Math.max(0, windowStart - performance.now()))
   const cpu0 = cpuAll()
+  const writes0 = servers.map(s => writeSyscalls(s.pid))
   const aux0 = cpuAux()
   const thr0 = caps.map(c => c.stats())
   const sys0 = cpuTimes()
@@ -106,6 +107,7 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
   await sleep(Math.max(0, windowEnd - performance.now()))
   const tB = performance.now()
   const cpu1 = cpuAll()
+  const writes1 = servers.map(s => writeSyscalls(s.pid))
   const aux1 = cpuAux()
   const thr1 = caps.map(c => c.stats())
   const sys1 = cpuTimes()
@@ -164,6 +166,7 @@ export const measureWindow = async ({ server, servers = [server], caps = [], aux
     max_ms: round(samples.length ? samples[samples.length - 1] : null),
     server_cpu_pct: round(serverCpuUs / (wall * 1e6) * 100, 1),
     server_cpu_us_per_delivery: delivered ? round(serverCpuUs / delivered, 2) : null,
+    server_writes_per_delivery: delivered ? round(writes1.reduce((sum, w, i) => sum + w - writes0[i], 0) / delivered, 3) : null,
     server_rss_mb: round(rss / 2 ** 20, 1),
     gen_cpu_pct: round((gen1.user + gen1.system) / (wall * 1e6) * 100, 1),
     gen_cpu_us_per_delivery: delivered ? round((gen1.user + gen1.system) / delivered, 2) : null,

@@ -334,6 +334,20 @@ export const cpuMicros = (pid) => {
   return ticks * 1e6 / CLK_TCK
 }
 
+// write-class system calls (write, writev, send…: /proc/PID/io's syscw) made by pid and
+// its descendants: a server's writes per delivered update, which its CPU per update
+// mostly follows (each is a pass through the kernel's TCP stack), without CPU time's noise
+export const writeSyscalls = (pid) => {
+  let n = 0
+  for (const p of descendants(pid)) {
+    try {
+      const m = /^syscw:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${p}/io`, 'utf8'))
+      if (m) n += parseInt(m[1], 10)
+    } catch (e) {}
+  }
+  return n
+}
+
 // resident set size (bytes) of pid and its descendants
 export const rssBytes = (pid) => {
   let kb = 0
