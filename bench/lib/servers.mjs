@@ -334,31 +334,25 @@ export const cpuMicros = (pid) => {
   return ticks * 1e6 / CLK_TCK
 }
 
-// write-class system calls (write, writev, send…: /proc/PID/io's syscw) made by pid and
-// its descendants: a server's writes per delivered update, which its CPU per update
-// mostly follows (each is a pass through the kernel's TCP stack), without CPU time's noise
-export const writeSyscalls = (pid) => {
+// the sum over pid and its descendants of a number in one of their /proc files
+const sumOfProc = (pid, file, pattern) => {
   let n = 0
   for (const p of descendants(pid)) {
     try {
-      const m = /^syscw:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${p}/io`, 'utf8'))
+      const m = pattern.exec(fs.readFileSync(`/proc/${p}/${file}`, 'utf8'))
       if (m) n += parseInt(m[1], 10)
     } catch (e) {}
   }
   return n
 }
 
+// write-class system calls (write, writev, send…: /proc/PID/io's syscw) made by pid and
+// its descendants: a server's writes per delivered update, which its CPU per update
+// mostly follows (each is a pass through the kernel's TCP stack), without CPU time's noise
+export const writeSyscalls = (pid) => sumOfProc(pid, 'io', /^syscw:\s+(\d+)$/m)
+
 // resident set size (bytes) of pid and its descendants
-export const rssBytes = (pid) => {
-  let kb = 0
-  for (const p of descendants(pid)) {
-    try {
-      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))
-      if (m) kb += parseInt(m[1], 10)
-    } catch (e) {}
-  }
-  return kb * 1024
-}
+export const rssBytes = (pid) => sumOfProc(pid, 'status', /VmRSS:\s+(\d+)\s+kB/) * 1024
 
 // per-CPU busy/total jiffies from /proc/stat: { cpu0: {busy, total, steal, softirq}, ... }
 export const cpuTimes = () => {
