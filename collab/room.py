@@ -307,7 +307,12 @@ class Room:
             # Types yrs holds back are placed by the update that completes them, which
             # may hold none: count the whole document as it would be.
             parts = [doc.get_update(), *(held for held, _ in self._waiting), update]
-            deepest = nesting(merge_updates(*parts), {}).deepest
+            try:
+                merged = merge_updates(*parts)
+            except ValueError:
+                # yrs cannot read it with the document: neither could it apply it.
+                raise yupdate.MalformedUpdate("an update yrs cannot merge") from None
+            deepest = nesting(merged, {}).deepest
         else:
             deepest = 0 if found is None else found.deepest
         if deepest > self.max_depth:

@@ -351,7 +351,10 @@ def _content(reader: _Reader, kind: int, max_depth: int) -> int:
     if kind == _DELETED:
         return _length(reader)
     if kind == _TYPE:
-        ref = reader.uint()
+        # One byte, as yrs reads it: Yjs writes a varuint, which is that byte for every
+        # type there is, and yrs refused a longer one (0x82 0x00, a Text) after the
+        # check had passed it, as a document it could not read.
+        ref = reader.byte()
         if ref >= _TYPE_REFS:
             raise MalformedUpdate("unknown type")
         if ref in (_XML_ELEMENT, _XML_HOOK):

@@ -130,3 +130,14 @@ def item_in_parent(client: int, parent: tuple[int, int], text: bytes = b"Z") -> 
         + write_var_uint(len(text))
         + text
     )
+
+
+def type_with_ref(ref: bytes, origin: tuple[int, int] | None = None) -> bytes:
+    """An update of one shared type, client 999's, with its type ref written as
+    ``ref``: a root "m"'s child, or inserted after the item ``origin``."""
+    placed = (
+        b"\x07\x01\x01m"
+        if origin is None
+        else b"\x87" + write_var_uint(origin[0]) + write_var_uint(origin[1])
+    )
+    return b"\x01\x01" + write_var_uint(999) + b"\x00" + placed + ref + b"\x00"

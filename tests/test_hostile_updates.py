@@ -13,6 +13,7 @@ from collab import protocol
 from collab.closecodes import CloseCode
 from collab.room import Room
 from collab.settings import Settings
+from collab.state import decode_state_vector
 from collab.yupdate import MalformedUpdate
 
 from .conftest import ServerFactory
@@ -23,6 +24,7 @@ from .corpus import (
     deep_any,
     deep_json_format,
     deletion,
+    type_with_ref,
 )
 from .jsclient import JsClient
 from .support import CollabServer, eventually
@@ -124,6 +126,40 @@ async def test_an_update_yrs_would_half_apply_is_refused_whole(
         await bad.wait_closed()
         assert bad.close_code == CloseCode.INVALID_PAYLOAD
     assert await _document(server, doc_id) == before
+
+
+async def test_a_type_yrs_cannot_read_closes_its_sender_not_the_room(
+    shared_server: CollabServer, doc_id: str
+) -> None:
+    """A shared type whose ref is a varuint longer than yrs's one byte (14 bytes in
+    all): the room took it for a document yrs had failed on and closed every peer with
+    1012 to reload it, for as often as a writer sent it."""
+    server = shared_server
+    async with YClient(server.ws_url(doc_id)) as good, YClient(server.ws_url(doc_id)) as bad:
+        good.append("kept")
+        await eventually(lambda: bad.content() == "kept")
+        await bad.send_raw(protocol.sync_update(type_with_ref(b"\x82\x00")))
+        await bad.wait_closed()
+        assert bad.close_code == CloseCode.INVALID_PAYLOAD
+        good.append(" and more")
+        async with YClient(server.ws_url(doc_id)) as late:
+            await eventually(lambda: late.content() == "kept and more")
+            assert 999 not in decode_state_vector(late.doc.get_state())
+        assert not good.closed.is_set()
+        before = await _document(server, doc_id)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            refused = await http.post(
+                f"/api/documents/{doc_id}/update",
+                content=type_with_ref(b"\x82\x00"),
+                headers={"content-type": "application/octet-stream"},
+            )
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "bad_update"
+        assert await _document(server, doc_id) == before
+        assert not good.closed.is_set()
+    assert server.process is not None
+    assert server.process.poll() is None
+    await eventually(lambda: "malformed message (unknown type)" in server.log(), what="a log line")
 
 
 async def test_trailing_junk_is_refused_not_relayed_nor_stored(

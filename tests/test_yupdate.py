@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, XmlFragment, write_var_uint
+from pycrdt import Doc, Text, XmlFragment, write_var_uint
 
 from collab import yupdate
 from collab.protocol import ProtocolError
@@ -17,7 +17,14 @@ from collab.room import DocumentDamaged, Room
 from collab.state import decode_state_vector
 from collab.yupdate import MalformedUpdate
 
-from .corpus import any_update, deep_any, deep_json_format, item_in_parent, real_updates
+from .corpus import (
+    any_update,
+    deep_any,
+    deep_json_format,
+    item_in_parent,
+    real_updates,
+    type_with_ref,
+)
 
 DEPTH = 128
 EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "300"))
@@ -214,3 +221,57 @@ def test_an_item_in_a_real_type_is_applied() -> None:
     line = (4242, 1)  # the paragraph's XmlText: an existing shared type, named by its ID
     Room("a", doc).apply_update(_items(item_in_parent(3, line, b"first")), "api")
     assert "first" in str(doc.get("default", type=XmlFragment))
+
+
+def _typed_text() -> Room:
+    doc: Doc[Any] = Doc(client_id=77)
+    doc.get("t", type=Text).insert(0, "hello")
+    room = Room("refs", Doc())
+    room.apply_update(doc.get_update(), "api")
+    return room
+
+
+@pytest.mark.parametrize("origin", [None, (77, 4)])
+@pytest.mark.parametrize("ref", [b"\x82\x00", b"\x86\x80\x00", b"\x80\x00", b"\x85"])
+def test_a_type_ref_longer_than_a_byte_is_refused_not_taken_for_damage(
+    ref: bytes, origin: tuple[int, int] | None
+) -> None:
+    """yrs reads a type's ref as one byte: a longer varuint of a valid ref (0x82 0x00 is
+    Text) passed the check, then yrs could not read the update. As a root's child
+    that looked like a document yrs had failed on, and the room was reloaded, its
+    peers all closed; after an item, merging it for its depth raised ValueError."""
+    room = _typed_text()
+    damaged: list[Room] = []
+    room.damage_listeners.append(damaged.append)
+    before = room.doc.get_update()
+    update = type_with_ref(ref, origin)
+    with pytest.raises(MalformedUpdate):
+        yupdate.inspect(update, DEPTH)
+    with pytest.raises(MalformedUpdate):
+        room.apply_update(update, "api")
+    assert not damaged
+    assert room.doc.get_update() == before
+
+
+@pytest.mark.parametrize("origin", [None, (77, 4)])
+def test_a_type_ref_of_one_byte_is_taken(origin: tuple[int, int] | None) -> None:
+    room = _typed_text()
+    room.apply_update(type_with_ref(b"\x02", origin), "api")
+    assert decode_state_vector(room.doc.get_state())[999] == 1
+
+
+def test_an_update_yrs_cannot_merge_for_its_depth_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should yrs refuse to merge an update the check passed, to count the depth of
+    the types it places: the update is refused, not an error out of the room."""
+
+    def refuse(*updates: bytes) -> bytes:
+        raise ValueError("Cannot merge updates")
+
+    room = _typed_text()
+    monkeypatch.setattr("collab.room.merge_updates", refuse)
+    before = room.doc.get_update()
+    with pytest.raises(MalformedUpdate, match="cannot merge"):
+        room.apply_update(type_with_ref(b"\x02", (77, 4)), "api")
+    assert room.doc.get_update() == before
