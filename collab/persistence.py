@@ -17,13 +17,17 @@ from typing import Any
 
 from pycrdt import Doc
 
-from . import ymerge
+from . import ymerge, yupdate
 from .fanout import BUS
 from .plaintext import title
 from .room import Origin, Room
 from .state import StoredDoc, build_doc, compact
 from .store import DocumentDeleted, DocumentStore, VersionInfo
 from .workers import Workers
+
+# An unwritten update: its bytes, whether the room applied it whole, and its
+# ``yupdate.split`` where the room read it (Room.applied_parts).
+Pending = tuple[bytes, bool, yupdate.Parts | None]
 
 log = logging.getLogger("collab.persistence")
 
@@ -84,7 +88,7 @@ class Persistence:
         self._rooms: dict[str, Room] = {}
         self._last_change: dict[str, float] = {}  # doc id -> last change not yet versioned
         # doc id -> its unwritten updates, each with whether it was applied whole
-        self._pending: dict[str, list[tuple[bytes, bool]]] = {}
+        self._pending: dict[str, list[Pending]] = {}
         # doc id -> when its oldest unwritten update was accepted (or, for updates that
         # arrived during a write, when that write began: no later than their arrival)
         self._unwritten_since: dict[str, float] = {}
@@ -165,7 +169,7 @@ class Persistence:
             # accepted them from a client; logging them again would only waste space.
             return
         pending = self._pending.setdefault(room.doc_id, [])
-        pending.append((update, room.applied_whole))
+        pending.append((update, room.applied_whole, room.applied_parts))
         now = self._clock()
         self._unwritten_since.setdefault(room.doc_id, now)
         self._changed_at.setdefault(room.doc_id, now)
@@ -248,9 +252,12 @@ class Persistence:
             except Exception as exc:
                 self._failed(f"writing {doc_id!r}", exc, doc_id)
                 if len(batch) > MERGE_PENDING_ABOVE:
-                    updates = [update for update, _ in batch]
+                    updates = [update for update, _, _ in batch]
                     merged, pending, _ = compact(None, updates)
-                    batch[:] = [(merged, False), *((updates[i], False) for i in pending)]
+                    batch[:] = [
+                        (merged, False, None),
+                        *((updates[i], False, None) for i in pending),
+                    ]
                 return False
             if self._observe is not None:
                 self._observe("flush", time.perf_counter() - started)
@@ -271,11 +278,11 @@ class Persistence:
                 listener(doc_id, count)
             return True
 
-    async def _merged(self, batch: list[tuple[bytes, bool]]) -> list[bytes]:
+    async def _merged(self, batch: list[Pending]) -> list[bytes]:
         """``log_rows(batch)``; in a worker thread if the batch is large (a copy the
         room's new updates do not change)."""
         workers = self._workers
-        if workers is None or not workers.large(sum(len(update) for update, _ in batch)):
+        if workers is None or not workers.large(sum(len(update) for update, _, _ in batch)):
             return log_rows(batch)
         return await workers.run(lambda: log_rows(batch))
 
@@ -527,18 +534,21 @@ class Persistence:
         self.healthy = True
 
 
-def log_rows(batch: list[tuple[bytes, bool]]) -> list[bytes]:
+def log_rows(batch: list[Pending]) -> list[bytes]:
     """The log rows for a batch: each run of updates that were applied whole, merged
     into one (group commit); any other update as a row of its own, in order, so that
     a load applies the log as the room applied the updates."""
     rows: list[bytes] = []
     run: list[bytes] = []
-    for update, whole in batch:
+    parts: list[yupdate.Parts | None] = []
+    for update, whole, split in batch:
         if whole:
             run.append(update)
+            parts.append(split)
             continue
-        rows.extend(ymerge.merge(run))
+        rows.extend(ymerge.merge(run, parts))
         run.clear()
+        parts.clear()
         rows.append(update)
-    rows.extend(ymerge.merge(run))
+    rows.extend(ymerge.merge(run, parts))
     return rows

@@ -94,6 +94,9 @@ class Room:
         # Whether the last update applied was integrated whole, on its own: none of it
         # waits for structs still to come, and it completed none that waited.
         self.applied_whole = False
+        # That update's ``yupdate.split``, when it was applied whole and read on the
+        # event loop: the log's merge (group commit) then need not read it again.
+        self.applied_parts: yupdate.Parts | None = None
         self._integrated: bytes | None = None
         # The depth of each shared type in the document, once an update creates one.
         self._depths: dict[yupdate.ID, int] | None = None
@@ -226,7 +229,7 @@ class Room:
         if update == protocol.EMPTY_UPDATE:
             return
         if prepared is None:
-            checked = yupdate.inspect(update, self.max_depth)
+            checked = yupdate.inspect(update, self.max_depth, parts=True)
         elif prepared.update is update:
             checked = prepared.checked
         else:
@@ -272,6 +275,7 @@ class Room:
         # yrs encodes what a transaction integrated: the update itself when it went in
         # whole, alone (as it does for clients' own edits).
         self.applied_whole = self._integrated == update
+        self.applied_parts = checked.parts if self.applied_whole else None
         self._count_placed(doc, update, found)
         self.broadcast(frame if frame is not None else protocol.sync_update(update), origin)
         for listener in self.update_listeners:

@@ -19,15 +19,20 @@ from . import yupdate
 _SKIP = b"\x0a"
 
 
-def merge(updates: Sequence[bytes]) -> list[bytes]:
+def merge(
+    updates: Sequence[bytes], parts: Sequence[yupdate.Parts | None] | None = None
+) -> list[bytes]:
     """``updates`` as one update, or as they are when structs of one client overlap
-    without being the same (forged), where the order of application decides."""
+    without being the same (forged), where the order of application decides.
+    ``parts``: each update's ``yupdate.split``, where the caller has it (None where it
+    has not), so that it is not read again."""
     if len(updates) < 2:
         return list(updates)
     structs: yupdate.Structs = {}
     deletions: yupdate.Deletions = []
-    for update in updates:
-        some, deleted = yupdate.split(update)
+    for i, update in enumerate(updates):
+        given = None if parts is None else parts[i]
+        some, deleted = yupdate.split(update) if given is None else given
         for client, spans in some.items():
             structs.setdefault(client, []).extend(spans)
         deletions.extend(deleted)

@@ -133,15 +133,19 @@ class Checked(NamedTuple):
     # The edge inside each character of two UTF-16 units (outside the BMP: an emoji)
     # of its strings, as the ID of the character's second unit; empty in the common case.
     astral: list[ID]
+    # ``split(update)``, when asked for: read in the same pass as the check.
+    parts: Parts | None = None
 
 
-def inspect(update: bytes, max_depth: int) -> Checked:
-    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update."""
+def inspect(update: bytes, max_depth: int, *, parts: bool = False) -> Checked:
+    """Raise MalformedUpdate unless ``update`` is a well-formed Yjs v1 update. With
+    ``parts``, its ``split`` too, for a merge that need not read it again."""
     reader = _Reader(update)
-    deletions: Deletions = []
-    ranges = _walk(reader, max_depth, None, deletions)
+    split_: Parts | None = ({}, []) if parts else None
+    deletions: Deletions = [] if split_ is None else split_[1]
+    ranges = _walk(reader, max_depth, split_, deletions)
     parents = [] if reader.parents is None else _outside_parents(reader, ranges)
-    return Checked(parents, reader.types is not None, deletions, reader.astral or [])
+    return Checked(parents, reader.types is not None, deletions, reader.astral or [], split_)
 
 
 def astral(update: bytes) -> list[ID]:
@@ -159,9 +163,10 @@ def check(update: bytes, max_depth: int) -> list[ID]:
 # client -> its structs as (clock, length, encoded bytes), in the update's order
 Structs = dict[int, list[tuple[int, int, bytes]]]
 Deletions = list[tuple[int, int, int]]  # client, clock, length
+Parts = tuple[Structs, Deletions]
 
 
-def split(update: bytes) -> tuple[Structs, Deletions]:
+def split(update: bytes) -> Parts:
     """A checked update's structs, each as its bytes, and its deletions."""
     reader = _Reader(update)
     structs: Structs = {}

@@ -33,18 +33,18 @@ class Gate:
         self.large_threads: list[str] = []
 
     def wrap(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        def gated(*args: Any) -> Any:
+        def gated(*args: Any, **kwargs: Any) -> Any:
             name = threading.current_thread().name
             if name.startswith(THREAD_PREFIX):
                 name = WORKER
             if self.size(*args) < OFF_LOOP_BYTES:
                 self.small_threads.add(name)
-                return real(*args)
+                return real(*args, **kwargs)
             self.large_threads.append(name)
             self.entered.set()
             if not self.open.wait(30):
                 raise AssertionError("the gate was never opened")
-            return real(*args)
+            return real(*args, **kwargs)
 
         return gated
 

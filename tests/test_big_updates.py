@@ -248,7 +248,7 @@ async def test_the_api_checks_a_large_update_in_a_thread(
 async def test_a_large_batch_is_merged_in_a_thread_and_what_arrives_meanwhile_waits(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, doc_id: str
 ) -> None:
-    gate = Gate(lambda batch: sum(len(update) for update, _ in batch))
+    gate = Gate(lambda batch: sum(len(update) for update, _, _ in batch))
     monkeypatch.setattr(persistence, "log_rows", gate.wrap(persistence.log_rows))
     gate.open.set()  # the first write is small: the update that creates the room
     documents = Documents(Settings(database_url=sqlite_url, flush_interval=0.01))

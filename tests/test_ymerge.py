@@ -93,9 +93,61 @@ def test_the_log_rows_of_what_a_room_accepts_rebuild_what_it_holds(
             room.apply_update(update, "api")
         except yupdate.MalformedUpdate:
             continue
-        accepted.append((update, room.applied_whole))
+        accepted.append((update, room.applied_whole, room.applied_parts))
     rows = log_rows(accepted)
     rebuilt = _applied(rows, updates[:cut])
     assert content(rebuilt.get_update()) == content(doc.get_update())
     # The same clocks (yrs lists a state vector's clients in no set order).
     assert decode_state_vector(rebuilt.get_state()) == decode_state_vector(doc.get_state())
+
+
+def test_inspect_reads_the_parts_split_reads() -> None:
+    for update in real_updates():
+        assert yupdate.inspect(update, 128, parts=True).parts == yupdate.split(update)
+        assert yupdate.inspect(update, 128).parts is None
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.one_of(mutated_update(), st.integers(0, 127).map(lambda i: (i, b""))),
+        min_size=2,
+        max_size=12,
+    )
+)
+def test_a_merge_given_the_parts_writes_what_one_that_reads_them_does(
+    cases: list[tuple[int, bytes]],
+) -> None:
+    """The parts inspect read on arrival stand for the update's own bytes in the merge:
+    the same merged row, byte for byte, with every update given its parts or some."""
+    updates = real_updates()
+    batch, parts = [], []
+    for position, mutated in cases:
+        update = mutated or updates[position]
+        try:
+            checked = yupdate.inspect(update, 128, parts=True)
+        except yupdate.MalformedUpdate:
+            continue
+        batch.append(update)
+        parts.append(checked.parts)
+    assert ymerge.merge(batch, parts) == ymerge.merge(batch)
+    some = [split if i % 2 else None for i, split in enumerate(parts)]
+    assert ymerge.merge(batch, some) == ymerge.merge(batch)
+
+
+def test_a_room_hands_the_log_the_parts_of_what_it_applied_whole() -> None:
+    updates = real_updates()
+    room = Room("parts", _applied([]))
+    whole = 0
+    for update in updates[:20]:
+        room.apply_update(update, "api")
+        if room.applied_whole:
+            whole += 1
+            assert room.applied_parts == yupdate.split(update)
+        else:
+            assert room.applied_parts is None
+    assert whole >= 15
+    late = updates[25]  # its structs wait for those of 20 to 24
+    room.apply_update(late, "api", strict=False)
+    assert not room.applied_whole
+    assert room.applied_parts is None

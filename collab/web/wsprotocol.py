@@ -68,12 +68,15 @@ class _Inbox(Generic[T]):
     """What the protocol uses of asyncio.Queue, for one consumer, without deques:
     reading pauses after each message, so it holds one or two. ``take`` is a plain
     call, not a coroutine: a socket waiting for its next message keeps one future
-    (144 bytes), not two coroutine frames and a future (552)."""
+    (144 bytes), not two coroutine frames and a future (552). Its futures are made on
+    ``loop``: asyncio.get_running_loop() costs a getpid system call on Python 3.11,
+    once per message received."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_loop", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._items: list[T] = []
+        self._loop = loop
         self._waiter: asyncio.Future[T] | None = None
 
     def put_nowait(self, item: T) -> None:
@@ -94,7 +97,7 @@ class _Inbox(Generic[T]):
             return _Ready(self._items.pop(0))
         waiter = self._waiter
         if waiter is None or waiter.done():
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = self._loop.create_future()
         return waiter
 
 
@@ -252,7 +255,8 @@ class _Corked:
 
     def flush(self) -> None:
         protocols = self.protocols
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        assert loop is not None  # set by schedule, until the last turn of its round
         self.written = len(protocols)
         if len(protocols) > FLUSH_TURN:
             turn = protocols[:FLUSH_TURN]
@@ -285,7 +289,7 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _Inbox()  # type: ignore[assignment]
+        self.queue = _Inbox(self.loop)  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Request) -> None:
@@ -382,8 +386,13 @@ class BatchingWebSocketProtocol(SlottedWebSocketsSansIOProtocol):
         )
 
     def write_now(self, payload: bytes) -> bool:
-        # Called per peer per message, after accept.
-        if not self.takes_now():
+        # Called per peer per message, after accept: takes_now, inline.
+        if (
+            self.paused
+            or self.close_sent
+            or not self.handshake_complete
+            or self.transport.is_closing()
+        ):
             return False
         if len(payload) >= SPREAD_FROM:
             self._hold_parts(frame_header(len(payload)), payload)
