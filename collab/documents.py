@@ -266,7 +266,7 @@ class Documents:
         if self.workers.large(len(update)):
             checked = await self.workers.run(lambda: yupdate.inspect(update, max_depth))
         else:
-            checked = yupdate.inspect(update, max_depth)
+            checked = yupdate.inspect(update, max_depth, parts=True)
         await self._apply(doc_id, update, origin, strict=True, checked=checked)
 
     async def apply_change(self, doc_id: str, change: bytes, origin: str) -> None:

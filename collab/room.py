@@ -94,8 +94,9 @@ class Room:
         # Whether the last update applied was integrated whole, on its own: none of it
         # waits for structs still to come, and it completed none that waited.
         self.applied_whole = False
-        # That update's ``yupdate.split``, when it was applied whole and read on the
-        # event loop: the log's merge (group commit) then need not read it again.
+        # That update's ``yupdate.split``, while its update listeners run, when it was
+        # applied whole and read on the event loop: the log's merge (group commit) then
+        # need not read it again.
         self.applied_parts: yupdate.Parts | None = None
         self._integrated: bytes | None = None
         # The depth of each shared type in the document, once an update creates one.
@@ -280,6 +281,7 @@ class Room:
         self.broadcast(frame if frame is not None else protocol.sync_update(update), origin)
         for listener in self.update_listeners:
             listener(self, update, origin)
+        self.applied_parts = None  # a room of a thousand would keep 0.5 MB of them
 
     def _nesting(
         self,

@@ -383,3 +383,32 @@ async def test_a_read_only_peers_large_update_is_refused_unread(
     finally:
         server.stop()
     assert inspect_gate.large_threads == []
+
+
+async def test_the_log_keeps_the_parts_of_an_update_only_to_merge_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, doc_id: str
+) -> None:
+    """The structs the room's check read are kept for the merge of a batch, from its
+    second update on: a room's only unwritten update is written as it is."""
+    batches: list[list[persistence.Pending]] = []
+
+    def recorded(batch: list[persistence.Pending]) -> list[bytes]:
+        batches.append(list(batch))
+        return real(batch)
+
+    real = persistence.log_rows
+    monkeypatch.setattr(persistence, "log_rows", recorded)
+    documents = Documents(Settings(database_url=sqlite_url, flush_interval=0.5))
+    async with documents.running():
+        writer = _Writer()
+        updates = [writer.append(chunk) for chunk in "abc"]
+        for update in updates:
+            await documents.apply(doc_id, update, "api")
+        await eventually(lambda: not documents.persistence.has_pending(doc_id), 10, "a write")
+        stored = await documents.store.load(doc_id)
+    assert [[(update, whole) for update, whole, _ in batch] for batch in batches] == [
+        [(update, True) for update in updates]
+    ]
+    assert [parts for _, _, parts in batches[0]] == [None, *map(yupdate.split, updates[1:])]
+    assert len(stored.updates) == 1
+    assert _text(stored.updates) == "abc"

@@ -138,16 +138,16 @@ def test_a_merge_given_the_parts_writes_what_one_that_reads_them_does(
 def test_a_room_hands_the_log_the_parts_of_what_it_applied_whole() -> None:
     updates = real_updates()
     room = Room("parts", _applied([]))
-    whole = 0
+    handed: list[tuple[bool, yupdate.Parts | None]] = []
+    room.update_listeners.append(
+        lambda room, update, origin: handed.append((room.applied_whole, room.applied_parts))
+    )
     for update in updates[:20]:
         room.apply_update(update, "api")
-        if room.applied_whole:
-            whole += 1
-            assert room.applied_parts == yupdate.split(update)
-        else:
-            assert room.applied_parts is None
-    assert whole >= 15
+        whole, parts = handed[-1]
+        assert parts == (yupdate.split(update) if whole else None)
+        assert room.applied_parts is None  # not kept past the listeners
+    assert sum(whole for whole, _ in handed) >= 15
     late = updates[25]  # its structs wait for those of 20 to 24
     room.apply_update(late, "api", strict=False)
-    assert not room.applied_whole
-    assert room.applied_parts is None
+    assert handed[-1] == (False, None)
