@@ -19,6 +19,12 @@ from .corpus import content, real_updates
 from .test_yupdate import mutated_update
 
 EXAMPLES = int(os.environ.get("COLLAB_FUZZ_EXAMPLES", "300"))
+# Real updates, some mutated, by their place in the corpus (b"" for the real one).
+_cases = st.lists(
+    st.one_of(mutated_update(), st.integers(0, 127).map(lambda i: (i, b""))),
+    min_size=2,
+    max_size=12,
+)
 
 
 def _applied(updates: list[bytes], base: tuple[bytes, ...] = ()) -> Doc[Any]:
@@ -70,14 +76,7 @@ def test_forged_overlaps_are_left_unmerged() -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    st.lists(
-        st.one_of(mutated_update(), st.integers(0, 127).map(lambda i: (i, b""))),
-        min_size=2,
-        max_size=12,
-    ),
-    st.integers(0, 127),
-)
+@given(_cases, st.integers(0, 127))
 def test_the_log_rows_of_what_a_room_accepts_rebuild_what_it_holds(
     cases: list[tuple[int, bytes]], cut: int
 ) -> None:
@@ -108,13 +107,7 @@ def test_inspect_reads_the_parts_split_reads() -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    st.lists(
-        st.one_of(mutated_update(), st.integers(0, 127).map(lambda i: (i, b""))),
-        min_size=2,
-        max_size=12,
-    )
-)
+@given(_cases)
 def test_a_merge_given_the_parts_writes_what_one_that_reads_them_does(
     cases: list[tuple[int, bytes]],
 ) -> None:
